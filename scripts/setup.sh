@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Install everything nodeforge needs on a fresh Debian 12 machine, then make sure a Docker engine runs.
+# Idempotent: a second run only checks. Used by `make bake` and `make test` (and so by .ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+APT_PACKAGES=(docker.io packer mmdebstrap qemu-system-x86 qemu-utils e2fsprogs busybox-static
+  python3-venv iptables)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing apt packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY=${NODEFORGE_PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+stamp=.venv/.requirements.sha256
+want=$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+if [[ ! -x .venv/bin/python || ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
+  echo "setup: creating .venv from requirements.txt"
+  "$PY" -m venv .venv
+  .venv/bin/pip install -q --upgrade pip >/dev/null
+  .venv/bin/pip install -q -r requirements.txt
+  .venv/bin/pip install -q --no-deps -e .
+  echo "$want" > "$stamp"
+fi
+
+# A Docker engine: the host has no systemd, so start dockerd ourselves when none answers.
+if ! docker info >/dev/null 2>&1; then
+  echo "setup: starting dockerd"
+  mkdir -p /var/lib/docker /run/docker
+  setsid dockerd --pidfile /run/nodeforge-dockerd.pid >/var/log/nodeforge-dockerd.log 2>&1 < /dev/null &
+  for _ in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  docker info >/dev/null 2>&1 || { echo "setup: dockerd did not start, see /var/log/nodeforge-dockerd.log" >&2; exit 1; }
+fi
+echo "setup: ready ($ROOT/.venv, docker $(docker version --format '{{.Server.Version}}'))"

@@ -1,0 +1,186 @@
+"""Test fixtures: stand-in EKS artifacts (kubelet & co.) and a tiny OCI image for containerd.
+
+The real kubelet, ecr-credential-provider and aws-iam-authenticator cannot be downloaded on this machine.
+These fixtures are small shell scripts, clearly marked as test fixtures, laid out exactly like the EKS
+bucket (<version>/<build date>/bin/linux/<arch>/<name> with <name>.sha256 beside each), so the roles'
+download, verification and installation code runs unchanged against them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+FIXTURE_MARKER = "NODEFORGE TEST FIXTURE"
+ARTIFACT_NAMES = ("kubelet", "ecr-credential-provider", "aws-iam-authenticator")
+BUSYBOX = Path("/bin/busybox")
+
+
+@dataclass(frozen=True)
+class Release:
+    """One EKS release in the artifact bucket layout."""
+
+    version: str
+    build_date: str
+    arch: str = "amd64"
+
+    def path(self, name: str) -> str:
+        return f"{self.version}/{self.build_date}/bin/linux/{self.arch}/{name}"
+
+
+def fixture_script(name: str, version: str) -> bytes:
+    """A stand-in binary: answers --version like the real tool and says it is a fixture."""
+    if name == "kubelet":
+        version_line = f"Kubernetes v{version}"
+    elif name == "aws-iam-authenticator":
+        version_line = f'{{"Version":"v{version}","Commit":"{FIXTURE_MARKER}"}}'
+    else:
+        version_line = f"ecr-credential-provider v{version}"
+    return (
+        "#!/bin/sh\n"
+        f"# {FIXTURE_MARKER}: stand-in for {name} {version}; not the real binary.\n"
+        'case "$1" in\n'
+        f"  --version|version) echo '{version_line}'; exit 0 ;;\n"
+        "esac\n"
+        f"echo '{FIXTURE_MARKER}: {name} cannot run for real here' >&2\n"
+        "exit 1\n"
+    ).encode()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        Path(tmp).chmod(mode)
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def build_artifact_tree(root: Path, releases: list[Release]) -> dict[str, str]:
+    """Write fixture artifacts and their .sha256 files; return {relative path: sha256}."""
+    digests: dict[str, str] = {}
+    for release in releases:
+        for name in ARTIFACT_NAMES:
+            rel = release.path(name)
+            data = fixture_script(name, release.version)
+            digest = hashlib.sha256(data).hexdigest()
+            target = root / rel
+            if not (target.is_file() and sha256_file(target) == digest):
+                _write_atomic(target, data, 0o755)
+            _write_atomic(root / f"{rel}.sha256", f"{digest}  {name}\n".encode())
+            digests[rel] = digest
+    return digests
+
+
+def _tar_bytes(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for info, data in members:
+            info.mtime = 0
+            archive.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buffer.getvalue()
+
+
+def _busybox_layer(busybox: Path) -> bytes:
+    binary = busybox.read_bytes()
+    members: list[tuple[tarfile.TarInfo, bytes | None]] = []
+    for directory in ("bin", "etc", "tmp"):
+        info = tarfile.TarInfo(directory)
+        info.type = tarfile.DIRTYPE
+        info.mode = 0o1777 if directory == "tmp" else 0o755
+        members.append((info, None))
+    info = tarfile.TarInfo("bin/busybox")
+    info.size = len(binary)
+    info.mode = 0o755
+    members.append((info, binary))
+    for applet in ("sh", "echo", "cat", "uname", "id", "true"):
+        link = tarfile.TarInfo(f"bin/{applet}")
+        link.type = tarfile.SYMTYPE
+        link.linkname = "busybox"
+        members.append((link, None))
+    return _tar_bytes(members)
+
+
+def build_oci_image(out: Path, reference: str = "localhost/nodeforge/fixture-busybox:1", busybox: Path = BUSYBOX) -> Path:
+    """Write an OCI image archive (importable with `ctr images import`) holding a static busybox."""
+    if not busybox.is_file():
+        raise FileNotFoundError(f"{busybox} not found: install busybox-static to build the fixture image")
+    layer = gzip.compress(_busybox_layer(busybox), mtime=0)
+    layer_digest = hashlib.sha256(layer).hexdigest()
+    diff_id = hashlib.sha256(gzip.decompress(layer)).hexdigest()
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"], "Labels": {"org.nodeforge.fixture": "true"}},
+            "rootfs": {"type": "layers", "diff_ids": [f"sha256:{diff_id}"]},
+        },
+        sort_keys=True,
+    ).encode()
+    config_digest = hashlib.sha256(config).hexdigest()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": f"sha256:{config_digest}",
+                "size": len(config),
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": f"sha256:{layer_digest}",
+                    "size": len(layer),
+                }
+            ],
+        },
+        sort_keys=True,
+    ).encode()
+    manifest_digest = hashlib.sha256(manifest).hexdigest()
+    index = json.dumps(
+        {
+            "schemaVersion": 2,
+            "manifests": [
+                {
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "digest": f"sha256:{manifest_digest}",
+                    "size": len(manifest),
+                    "annotations": {"io.containerd.image.name": reference, "org.opencontainers.image.ref.name": "1"},
+                }
+            ],
+        }
+    ).encode()
+    members: list[tuple[tarfile.TarInfo, bytes | None]] = []
+    for name, data in (
+        ("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'),
+        ("index.json", index),
+        (f"blobs/sha256/{config_digest}", config),
+        (f"blobs/sha256/{layer_digest}", layer),
+        (f"blobs/sha256/{manifest_digest}", manifest),
+    ):
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        info.mode = 0o644
+        members.append((info, data))
+    _write_atomic(out, _tar_bytes(members))
+    return out

@@ -1,0 +1,58 @@
+"""Shared settings of the node checks.
+
+These checks run in three places: Molecule's verify step (ansible backend), `nodeforge verify IMAGE`
+(docker backend, against an instance of a baked image), and the end-to-end bake test.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = Path(os.environ.get("NODEFORGE_FIXTURES", REPO / ".cache" / "fixtures"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for marker in ("node_base", "containerd", "kubelet", "iam_authenticator", "sysprep", "cis"):
+        config.addinivalue_line("markers", f"{marker}: checks of the {marker} role")
+
+
+@pytest.fixture(scope="session")
+def kubernetes_release() -> dict[str, str]:
+    """The release the node was built for (NODEFORGE_KUBERNETES_VERSION, default the playbook's 1.31)."""
+    minor = os.environ.get("NODEFORGE_KUBERNETES_VERSION", "1.31")
+    catalog = yaml.safe_load((REPO / "roles/kubelet/defaults/main.yml").read_text())["kubelet_releases"]
+    return {"minor": minor, **{k: str(v) for k, v in catalog[minor].items()}}
+
+
+@pytest.fixture(scope="session")
+def expected_sha256(kubernetes_release: dict[str, str]):
+    """sha256 the artifact source published for a binary (read from the fixture mirror's .sha256 file)."""
+
+    def lookup(name: str, arch: str = "amd64") -> str:
+        rel = f"{kubernetes_release['version']}/{kubernetes_release['build_date']}/bin/linux/{arch}/{name}.sha256"
+        return (FIXTURES / "artifacts" / rel).read_text().split()[0]
+
+    return lookup
+
+
+@pytest.fixture(scope="session")
+def put_file(request: pytest.FixtureRequest):
+    """Copy a controller file into the instance, whatever the testinfra backend."""
+
+    def put(host, src: Path, dest: str) -> None:
+        backend = host.backend
+        if backend.NAME == "ansible":
+            result = host.ansible("copy", f"src={src} dest={dest} mode=0644", check=False, become=True)
+            assert not result.get("failed"), result
+        elif backend.NAME == "docker":
+            subprocess.run(["docker", "cp", str(src), f"{backend.name}:{dest}"], check=True)
+        else:
+            pytest.skip(f"cannot copy files with the {backend.NAME} backend")
+
+    return put

@@ -1,0 +1,46 @@
+"""sysprep: what a baked image must not carry."""
+
+import pytest
+
+pytestmark = pytest.mark.sysprep
+
+
+def test_no_ssh_host_keys(host):
+    assert host.run("ls /etc/ssh/ssh_host_* 2>/dev/null").stdout.strip() == ""
+
+
+def test_no_authorized_keys(host):
+    found = host.run("find /root /home -name 'authorized_keys*' 2>/dev/null").stdout.strip()
+    assert found == ""
+
+
+def test_machine_id_empty(host):
+    assert host.file("/etc/machine-id").content_string == ""
+
+
+def test_no_cloud_init_state(host):
+    assert host.run("find /var/lib/cloud -mindepth 1 2>/dev/null").stdout.strip() == ""
+
+
+def test_no_shell_history(host):
+    found = host.run("find /root /home -maxdepth 3 -name '.*_history' 2>/dev/null").stdout.strip()
+    assert found == ""
+
+
+def test_no_package_caches(host):
+    found = host.run(
+        "find /var/cache/apt /var/lib/apt/lists /var/cache/dnf /var/cache/yum -type f ! -name lock 2>/dev/null"
+    ).stdout.strip()
+    assert found == ""
+
+
+def test_logs_empty(host):
+    """No log file has content, and no rotated log is left (the journal is written by a running system)."""
+    found = host.run(
+        "find /var/log -path /var/log/journal -prune -o -type f \\( -size +0 -o -name '*.gz' \\) -print"
+    ).stdout.strip()
+    assert found == ""
+
+
+def test_no_leftover_temp_files(host):
+    assert host.run("find /var/tmp -mindepth 1 ! -name 'systemd-private-*' -maxdepth 1").stdout.strip() == ""
