@@ -8,8 +8,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from nodeforge import fixtures
+from nodeforge.cli_support import StageReporter
 from nodeforge.paths import cache_dir
 from nodeforge.releases import kubelet_releases
 
@@ -28,15 +30,80 @@ def fixtures_cmd(
 ) -> None:
     """Build the test fixtures: stand-in EKS artifacts for every known release, and a busybox OCI image."""
     out = out or cache_dir() / "fixtures"
-    releases = [
-        replace(release, arch=arch) for release in kubelet_releases().values() for arch in ("amd64", "arm64")
-    ]
+    releases = [replace(release, arch=arch) for release in kubelet_releases().values() for arch in ("amd64", "arm64")]
     digests = fixtures.build_artifact_tree(out / "artifacts", releases)
     image = out / "busybox-oci.tar"
     if not image.exists():
         fixtures.build_oci_image(image)
         console.print(f"built {image}")
     console.print(f"fixtures ready: {len(digests)} artifacts under {out / 'artifacts'}")
+
+
+@app.command("base")
+def base_cmd(force: Annotated[bool, typer.Option(help="Rebuild even when cached")] = False) -> None:
+    """Build the local base image (Debian bookworm via mmdebstrap, standing in for Amazon Linux); cached."""
+    from nodeforge.base import build_base
+
+    with StageReporter(console).stage("base image"):
+        result = build_base(force=force)
+    console.print(f"{result.tag} ({'cached' if result.cached else 'built'}, {result.seconds:.1f} s)")
+
+
+@app.command("bake")
+def bake_cmd(
+    target: Annotated[str, typer.Option(help="Where to bake: local (Docker + QEMU boot check here)")] = "local",
+    kubernetes_version: Annotated[str, typer.Option(help="Kubernetes minor version, e.g. 1.31")] = "1.31",
+    tag: Annotated[str | None, typer.Option(help="Image tag (default k8s-<version>-<timestamp>)")] = None,
+    artifact_source: Annotated[
+        str | None, typer.Option(help="Artifact URL or folder (default: test fixtures on a 127.0.0.1 mirror)")
+    ] = None,
+    verify: Annotated[bool, typer.Option(help="Run the node checks against the image")] = True,
+    boot: Annotated[bool, typer.Option(help="Boot the image under QEMU once")] = True,
+) -> None:
+    """Bake a node image end to end: base, Packer + node playbook, export, verify, QEMU boot."""
+    from nodeforge.bake import BakeError, BakeOptions, bake_local
+
+    if target != "local":
+        raise typer.BadParameter(f"unknown target {target!r}; this machine bakes 'local' only", param_hint="--target")
+    options = BakeOptions(
+        kubernetes_version=kubernetes_version, image_tag=tag, artifact_source=artifact_source, verify=verify, boot=boot
+    )
+    try:
+        report = bake_local(options, StageReporter(console))
+    except BakeError as exc:
+        console.print(f"[red]bake failed:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    table = Table(title=f"baked {report.image}")
+    table.add_column("stage")
+    table.add_column("seconds", justify="right")
+    for name, seconds in report.timings.items():
+        table.add_row(name, f"{seconds:.1f}")
+    console.print(table)
+    console.print(f"image size {report.image_size_bytes / 2**20:.0f} MiB, manifest {report.manifest}")
+    if report.verify:
+        console.print(f"checks: {report.verify['passed']} passed, {report.verify['failed']} failed")
+    if report.boot:
+        console.print(f"boot: {report.boot['state']}, units {report.boot['units']}, {report.boot['seconds']:.1f} s")
+
+
+@app.command("verify")
+def verify_cmd(
+    image: Annotated[str, typer.Argument(help="Docker image of a baked node, e.g. nodeforge/node:TAG")],
+    markers: Annotated[str | None, typer.Option("-m", help="Only checks with these pytest markers")] = None,
+) -> None:
+    """Run every node check (tests/infra) against an instance of IMAGE."""
+    from nodeforge.docker import DockerError
+    from nodeforge.verify import verify_image
+
+    try:
+        with StageReporter(console).stage(f"verify {image}"):
+            result = verify_image(image, out_dir=cache_dir() / "verify", markers=markers)
+    except DockerError as exc:
+        console.print(f"[red]verify failed:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    console.print(f"{result.passed} passed, {result.failed} failed, {result.skipped} skipped (log {result.report})")
+    if not result.ok:
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

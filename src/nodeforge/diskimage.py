@@ -353,9 +353,7 @@ def _extract(tar_path: Path, dest: Path) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-10:])
-        raise RootfsTarError(
-            f"{tar_path}: extracting the rootfs tar failed (tar exit {proc.returncode}):\n{tail}"
-        )
+        raise RootfsTarError(f"{tar_path}: extracting the rootfs tar failed (tar exit {proc.returncode}):\n{tail}")
 
 
 def _has_root_fstab_entry(fstab: Path) -> bool:
@@ -700,11 +698,7 @@ def boot_check(
     qemu = shutil.which("qemu-system-x86_64")
     if qemu is None:
         raise BootCheckError("qemu-system-x86_64 not found on PATH")
-    console = (
-        Path(console_log)
-        if console_log is not None
-        else image.disk.with_name(f"{image.disk.stem}-console.log")
-    )
+    console = Path(console_log) if console_log is not None else image.disk.with_name(f"{image.disk.stem}-console.log")
     console.parent.mkdir(parents=True, exist_ok=True)
     console.write_bytes(b"")
     qemu_log = console.with_name(console.name + ".qemu")
@@ -757,9 +751,7 @@ def boot_check(
         try:
             report = parse_probe_report(seen)
         except ProbeReportError as exc:
-            raise BootCheckError(
-                f"{image.disk}: {exc}", console_log=console, console_tail=_tail(console)
-            ) from exc
+            raise BootCheckError(f"{image.disk}: {exc}", console_log=console, console_tail=_tail(console)) from exc
 
         try:
             proc.wait(timeout=poweroff_grace)

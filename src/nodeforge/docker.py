@@ -2,17 +2,51 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
+from pathlib import Path
 
 # Every capability Docker 20.10 knows except SYS_RESOURCE (this host lacks it, so --privileged fails) and
 # SYS_TIME (an instance must never set the host's clock).
 INSTANCE_CAPABILITIES = (
-    "AUDIT_CONTROL AUDIT_READ AUDIT_WRITE BLOCK_SUSPEND CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID "
-    "IPC_LOCK IPC_OWNER KILL LEASE LINUX_IMMUTABLE MAC_ADMIN MAC_OVERRIDE MKNOD NET_ADMIN NET_BIND_SERVICE "
-    "NET_BROADCAST NET_RAW SETFCAP SETGID SETPCAP SETUID SYSLOG SYS_ADMIN SYS_BOOT SYS_CHROOT SYS_MODULE "
-    "SYS_NICE SYS_PACCT SYS_PTRACE SYS_RAWIO SYS_TTY_CONFIG WAKE_ALARM"
-).split()
+    "AUDIT_CONTROL",
+    "AUDIT_READ",
+    "AUDIT_WRITE",
+    "BLOCK_SUSPEND",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "KILL",
+    "LEASE",
+    "LINUX_IMMUTABLE",
+    "MAC_ADMIN",
+    "MAC_OVERRIDE",
+    "MKNOD",
+    "NET_ADMIN",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_RAW",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYSLOG",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_CHROOT",
+    "SYS_MODULE",
+    "SYS_NICE",
+    "SYS_PACCT",
+    "SYS_PTRACE",
+    "SYS_RAWIO",
+    "SYS_TTY_CONFIG",
+    "WAKE_ALARM",
+)
 
 
 class DockerError(RuntimeError):
@@ -42,7 +76,7 @@ def instance_run_args() -> list[str]:
     for opt in ("seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined"):
         args += ["--security-opt", opt]
     args += ["-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "-v", "/var/lib/containerd"]
-    args += ["--tmpfs", "/run", "--tmpfs", "/tmp"]
+    args += ["--tmpfs", "/run", "--tmpfs", "/tmp"]  # noqa: S108 - mount points inside the instance
     return args
 
 
@@ -65,3 +99,25 @@ def start_instance(image: str, name: str) -> str:
 
 def remove(name: str) -> None:
     subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True, check=False)
+
+
+def image_labels(ref: str) -> dict[str, str]:
+    out = run(["image", "inspect", "--format", "{{json .Config.Labels}}", ref])
+    return json.loads(out) or {}
+
+
+def image_size(ref: str) -> int:
+    return int(run(["image", "inspect", "--format", "{{.Size}}", ref]))
+
+
+def export_image(ref: str, out: Path) -> Path:
+    """Write the image's root filesystem as a tar (atomically: temp name, then rename)."""
+    container = run(["create", ref, "/bin/true"])
+    tmp = out.with_name(f".{out.name}.partial")
+    try:
+        run(["export", "--output", str(tmp), container], timeout=900)
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+        subprocess.run(["docker", "rm", "-f", container], capture_output=True, check=False)
+    return out

@@ -120,7 +120,9 @@ def _busybox_layer(busybox: Path) -> bytes:
     return _tar_bytes(members)
 
 
-def build_oci_image(out: Path, reference: str = "localhost/nodeforge/fixture-busybox:1", busybox: Path = BUSYBOX) -> Path:
+def build_oci_image(
+    out: Path, reference: str = "localhost/nodeforge/fixture-busybox:1", busybox: Path = BUSYBOX
+) -> Path:
     """Write an OCI image archive (importable with `ctr images import`) holding a static busybox."""
     if not busybox.is_file():
         raise FileNotFoundError(f"{busybox} not found: install busybox-static to build the fixture image")

@@ -117,9 +117,7 @@ def test_boot_result_ok():
 
 
 def test_qemu_command_is_tcg_without_network(tmp_path):
-    img = di.DiskImage(
-        disk=tmp_path / "d,isk.img", kernel=tmp_path / "k", initrd=tmp_path / "i", size_bytes=1
-    )
+    img = di.DiskImage(disk=tmp_path / "d,isk.img", kernel=tmp_path / "k", initrd=tmp_path / "i", size_bytes=1)
     cmd = di.qemu_command(img, tmp_path / "console.log", memory_mb=512, cpus=2)
     joined = " ".join(cmd)
     assert cmd[cmd.index("-accel") + 1] == "tcg"
@@ -170,9 +168,7 @@ needs_root_e2fs = pytest.mark.skipif(
 
 
 def _debugfs_cat(disk: Path, path: str) -> str:
-    out = subprocess.run(
-        ["debugfs", "-R", f"cat {path}", str(disk)], capture_output=True, text=True, check=True
-    )
+    out = subprocess.run(["debugfs", "-R", f"cat {path}", str(disk)], capture_output=True, text=True, check=True)
     return out.stdout
 
 

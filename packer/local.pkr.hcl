@@ -1,0 +1,159 @@
+# Local bake: the node playbook converged in a Docker instance of the local base image (Debian standing in for
+# Amazon Linux), committed as an image, with a Packer manifest. Works with the Packer in Debian (1.6.6):
+# the docker builder, ansible provisioner, docker-tag and manifest post-processors are built in.
+
+variable "base_image" {
+  type        = string
+  description = "Docker image to start from (built by `nodeforge base`)."
+  default     = "nodeforge/base:bookworm"
+  validation {
+    condition     = length(var.base_image) > 0 && length(split(":", var.base_image)) == 2
+    error_message = "The base_image must be a repository:tag reference."
+  }
+}
+
+variable "image_repository" {
+  type        = string
+  description = "Repository the baked image is tagged into."
+  default     = "nodeforge/node"
+  validation {
+    condition     = length(var.image_repository) > 0 && lower(var.image_repository) == var.image_repository
+    error_message = "The image_repository must be a non-empty lower-case Docker repository name."
+  }
+}
+
+variable "image_tag" {
+  type        = string
+  description = "Tag of the baked image."
+  default     = "latest"
+  validation {
+    condition     = length(var.image_tag) > 0 && length(var.image_tag) <= 128
+    error_message = "The image_tag must be 1 to 128 characters."
+  }
+}
+
+variable "kubernetes_version" {
+  type        = string
+  description = "Kubernetes minor version of the node, e.g. 1.31."
+  default     = "1.31"
+  validation {
+    condition     = length(split(".", var.kubernetes_version)) == 2 && substr(var.kubernetes_version, 0, 2) == "1." && length(split(".", var.kubernetes_version)[1]) > 0 && length(trim(split(".", var.kubernetes_version)[1], "0123456789")) == 0
+    error_message = "The kubernetes_version must be a minor version like 1.31."
+  }
+}
+
+variable "artifact_source" {
+  type        = string
+  description = "Artifact source for kubelet and friends: URL (EKS bucket layout) or a folder on this machine."
+  default     = "https://amazon-eks.s3.us-west-2.amazonaws.com"
+  validation {
+    condition     = length(var.artifact_source) > 0
+    error_message = "The artifact_source must not be empty."
+  }
+}
+
+variable "time_sync_servers" {
+  type        = list(string)
+  description = "NTP servers for chrony. The local image has no route to the Amazon Time Sync Service."
+  default     = ["127.0.0.1"]
+  validation {
+    condition     = length(var.time_sync_servers) > 0
+    error_message = "The time_sync_servers list needs at least one server."
+  }
+}
+
+variable "manifest_path" {
+  type        = string
+  description = "Where the Packer manifest is written."
+  default     = "build/local/manifest.json"
+  validation {
+    condition     = length(var.manifest_path) > 0
+    error_message = "The manifest_path must not be empty."
+  }
+}
+
+variable "git_commit" {
+  type        = string
+  description = "Commit of nodeforge the image is built from."
+  default     = "unknown"
+  validation {
+    condition     = length(var.git_commit) > 0
+    error_message = "The git_commit must not be empty."
+  }
+}
+
+locals {
+  # docker run options for a systemd instance on this kind of host (see ../shared/notes/substrate.md):
+  # every capability but SYS_RESOURCE (host lacks it) and SYS_TIME (keep the host clock safe).
+  capabilities = [
+    "AUDIT_CONTROL", "AUDIT_READ", "AUDIT_WRITE", "BLOCK_SUSPEND", "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH",
+    "FOWNER", "FSETID", "IPC_LOCK", "IPC_OWNER", "KILL", "LEASE", "LINUX_IMMUTABLE", "MAC_ADMIN", "MAC_OVERRIDE",
+    "MKNOD", "NET_ADMIN", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_RAW", "SETFCAP", "SETGID", "SETPCAP", "SETUID",
+    "SYSLOG", "SYS_ADMIN", "SYS_BOOT", "SYS_CHROOT", "SYS_MODULE", "SYS_NICE", "SYS_PACCT", "SYS_PTRACE",
+    "SYS_RAWIO", "SYS_TTY_CONFIG", "WAKE_ALARM",
+  ]
+  run_command = concat(
+    ["-d", "-i", "-t", "--network", "host", "--cgroupns", "host"],
+    flatten([for cap in local.capabilities : ["--cap-add", cap]]),
+    ["--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+    "--security-opt", "systempaths=unconfined"],
+    ["-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "-v", "/var/lib/containerd", "--tmpfs", "/run", "--tmpfs", "/tmp"],
+    ["{{.Image}}", "/lib/systemd/systemd"],
+  )
+  extra_vars = {
+    nodeforge_kubernetes_version = var.kubernetes_version
+    nodeforge_artifact_source    = var.artifact_source
+    node_base_time_sync_servers  = var.time_sync_servers
+    ansible_python_interpreter   = "/usr/bin/python3"
+  }
+}
+
+source "docker" "node" {
+  image       = var.base_image
+  pull        = false
+  commit      = true
+  run_command = local.run_command
+  changes = [
+    "CMD [\"/lib/systemd/systemd\"]",
+    "LABEL org.nodeforge.kubernetes-version=${var.kubernetes_version}",
+    "LABEL org.nodeforge.git-commit=${var.git_commit}",
+  ]
+}
+
+build {
+  sources = ["source.docker.node"]
+
+  provisioner "shell" {
+    # /tmp is a tmpfs in the instance, which `docker cp` cannot write to.
+    remote_folder = "/var/tmp"
+    inline        = ["systemctl is-system-running --wait || systemctl --failed --no-legend"]
+  }
+
+  provisioner "ansible" {
+    playbook_file = "${path.root}/../playbooks/node.yml"
+    user          = "root"
+    # Packer 1.6.6's SSH proxy offers only ssh-rsa host keys, which OpenSSH 9 refuses by default.
+    extra_arguments = [
+      "--extra-vars", jsonencode(local.extra_vars),
+      "--ssh-extra-args", "-o HostKeyAlgorithms=+ssh-rsa -o PubkeyAcceptedKeyTypes=+ssh-rsa",
+    ]
+    ansible_env_vars = ["ANSIBLE_CONFIG=${path.root}/../ansible.cfg", "ANSIBLE_ROLES_PATH=${path.root}/../roles"]
+  }
+
+  post-processors {
+    post-processor "docker-tag" {
+      repository = var.image_repository
+      tags       = [var.image_tag]
+    }
+    post-processor "manifest" {
+      output     = var.manifest_path
+      strip_path = true
+      custom_data = {
+        kubernetes_version = var.kubernetes_version
+        base_image         = var.base_image
+        git_commit         = var.git_commit
+        template           = "local"
+      }
+    }
+  }
+}

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Every linter the project holds itself to. Run by scripts/test.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH"
+echo "lint: yamllint";     yamllint --strict .
+echo "lint: ansible-lint"; ansible-lint --profile production -q
+echo "lint: ruff";         ruff check src tests bench && ruff format --check src tests bench
+echo "lint: packer fmt";   packer fmt -check -diff packer/
+echo "lint: packer validate"
+for t in packer/local.pkr.hcl; do packer validate -syntax-only "$t" >/dev/null; done
+echo "lint: ok"

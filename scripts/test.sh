@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The whole test suite: lint, unit tests, every Molecule scenario, then the local bake end to end
+# (Packer build, testinfra against the image, QEMU boot). Assumes scripts/setup.sh has run (make test does).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH"
+export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0
+
+./scripts/lint.sh
+# Base image and fixtures first: Molecule's instances start from the base image.
+nodeforge base
+nodeforge fixtures
+# pytest drives everything else: unit tests, Molecule scenarios (tests/e2e/test_molecule.py) and the bake.
+exec pytest -ra "$@"

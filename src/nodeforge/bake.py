@@ -1,0 +1,165 @@
+"""The local bake: base image -> Packer (docker builder + node playbook) -> verified, bootable image."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from nodeforge import docker
+from nodeforge.base import build_base
+from nodeforge.cli_support import StageReporter
+from nodeforge.diskimage import boot_check, build_disk_image
+from nodeforge.fixtures import build_artifact_tree, build_oci_image
+from nodeforge.mirror import ArtifactMirror
+from nodeforge.paths import cache_dir, repo_root
+from nodeforge.releases import kubelet_releases
+from nodeforge.verify import verify_image
+
+T = TypeVar("T")
+
+
+class BakeError(RuntimeError):
+    pass
+
+
+@dataclass
+class BakeOptions:
+    kubernetes_version: str = "1.31"
+    image_repository: str = "nodeforge/node"
+    image_tag: str | None = None
+    artifact_source: str | None = None  # None: serve the test fixtures from a mirror on 127.0.0.1
+    verify: bool = True
+    boot: bool = True
+    out_dir: Path | None = None
+
+
+@dataclass
+class BakeReport:
+    image: str = ""
+    manifest: str = ""
+    rootfs_tar: str = ""
+    image_size_bytes: int = 0
+    rootfs_tar_bytes: int = 0
+    base_cached: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+    verify: dict[str, object] = field(default_factory=dict)
+    boot: dict[str, object] = field(default_factory=dict)
+
+    def write(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2, default=str) + "\n")
+        tmp.replace(path)
+
+
+def _git_commit() -> str:
+    proc = subprocess.run(
+        ["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, cwd=repo_root(), check=False
+    )
+    return proc.stdout.strip() or "unknown"
+
+
+@contextmanager
+def _artifact_source(options: BakeOptions) -> Iterator[str]:
+    if options.artifact_source:
+        yield options.artifact_source
+        return
+    root = cache_dir() / "fixtures" / "artifacts"
+    build_artifact_tree(root, list(kubelet_releases().values()))
+    with ArtifactMirror(root) as mirror:
+        yield mirror.url
+
+
+def run_packer(variables: dict[str, str], log: Path) -> None:
+    template = repo_root() / "packer" / "local.pkr.hcl"
+    cmd = ["packer", "build", "-color=false"]
+    for key, value in variables.items():
+        cmd += ["-var", f"{key}={value}"]
+    cmd.append(str(template))
+    # ansible-playbook from this venv, whatever PATH the caller has.
+    path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"
+    env = dict(os.environ, PATH=path, PACKER_NO_COLOR="1", ANSIBLE_FORCE_COLOR="0")
+    with log.open("w") as handle:
+        proc = subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT, cwd=repo_root(), env=env, check=False)
+    if proc.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
+        raise BakeError(f"packer build failed (exit {proc.returncode}); log: {log}\n{tail}")
+
+
+def bake_local(options: BakeOptions, reporter: StageReporter | None = None) -> BakeReport:
+    """Bake, verify and boot-check a local node image; returns figures for every stage."""
+    reporter = reporter or StageReporter()
+    report = BakeReport()
+    releases = kubelet_releases()
+    if options.kubernetes_version not in releases:
+        raise BakeError(
+            f"unknown Kubernetes version {options.kubernetes_version!r} (known: {', '.join(sorted(releases))})"
+        )
+    tag = options.image_tag or f"k8s-{options.kubernetes_version}-{time.strftime('%Y%m%d%H%M%S')}"
+    out = options.out_dir or repo_root() / "build" / "local" / tag
+    out.mkdir(parents=True, exist_ok=True)
+    image = f"{options.image_repository}:{tag}"
+
+    def stage(name: str, fn: Callable[[], T]) -> T:
+        started = time.monotonic()
+        with reporter.stage(name):
+            result = fn()
+        report.timings[name] = round(time.monotonic() - started, 2)
+        return result
+
+    base = stage("base image", build_base)
+    report.base_cached = base.cached
+    report.timings["base image (cold)" if not report.base_cached else "base image (cached)"] = report.timings[
+        "base image"
+    ]
+    with _artifact_source(options) as source:
+        manifest = out / "manifest.json"
+        variables = {
+            "base_image": base.tag,
+            "image_repository": options.image_repository,
+            "image_tag": tag,
+            "kubernetes_version": options.kubernetes_version,
+            "artifact_source": source,
+            "manifest_path": str(manifest),
+            "git_commit": _git_commit(),
+        }
+        stage("packer build", lambda: run_packer(variables, out / "packer.log"))
+    report.image, report.manifest = image, str(manifest)
+    report.image_size_bytes = docker.image_size(image)
+    tar = out / "rootfs.tar"
+    stage("export", lambda: docker.export_image(image, tar))
+    report.rootfs_tar, report.rootfs_tar_bytes = str(tar), tar.stat().st_size
+    if options.verify:
+        build_oci_image(cache_dir() / "fixtures" / "busybox-oci.tar")
+        result = stage("verify", lambda: verify_image(image, out_dir=out))
+        report.verify = {
+            "passed": result.passed,
+            "failed": result.failed,
+            "skipped": result.skipped,
+            "log": str(result.report),
+        }
+        if not result.ok:
+            report.write(out / "bake-report.json")
+            raise BakeError(f"verification of {image} failed: {report.verify}")
+    if options.boot:
+        disk = stage("disk image", lambda: build_disk_image(tar, out / "disk", probe_units=["containerd"]))
+        boot = stage("boot check", lambda: boot_check(disk))
+        report.boot = {
+            "state": boot.system_state,
+            "failed_units": boot.failed_units,
+            "units": boot.unit_states,
+            "root": boot.root_mount,
+            "seconds": boot.seconds,
+        }
+        if not boot.ok or boot.unit_states.get("containerd") != "active":
+            report.write(out / "bake-report.json")
+            raise BakeError(f"boot check of {image} failed: {report.boot}")
+    report.write(out / "bake-report.json")
+    return report
