@@ -97,6 +97,12 @@ def start_instance(image: str, name: str) -> str:
     raise DockerError(f"instance {name} did not finish booting (state: {state or 'unknown'})")
 
 
+def start_static(image: str, name: str) -> None:
+    """Start an instance of an image that does not boot it (no systemd, no network): the image as shipped."""
+    subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True, check=False)
+    run(["run", "-d", "--name", name, "--network", "none", "--entrypoint", "/bin/sleep", image, "infinity"])
+
+
 def remove(name: str) -> None:
     subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True, check=False)
 

@@ -43,33 +43,35 @@ def verify_image(image: str, *, out_dir: Path, markers: str | None = None, keep:
     if not docker.image_exists(image):
         raise docker.DockerError(f"image not found: {image}")
     labels = docker.image_labels(image)
-    name = f"nodeforge-verify-{uuid.uuid4().hex[:8]}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    junit = out_dir / "verify-junit.xml"
     log = out_dir / "verify.log"
+    env = dict(os.environ)
+    if "org.nodeforge.kubernetes-version" in labels:
+        env["NODEFORGE_KUBERNETES_VERSION"] = labels["org.nodeforge.kubernetes-version"]
     started = time.monotonic()
-    docker.start_instance(image, name)
-    try:
-        env = dict(os.environ)
-        if "org.nodeforge.kubernetes-version" in labels:
-            env["NODEFORGE_KUBERNETES_VERSION"] = labels["org.nodeforge.kubernetes-version"]
-        cmd = [
-            sys.executable,
-            "-m",
-            "pytest",
-            str(repo_root() / "tests" / "infra"),
-            f"--hosts=docker://{name}",
-            "-p",
-            "no:cacheprovider",
-            f"--junitxml={junit}",
-            "-q",
-        ]
-        if markers:
-            cmd += ["-m", markers]
-        with log.open("w") as handle:
-            subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env, check=False, cwd=repo_root())
-    finally:
-        if not keep:
-            docker.remove(name)
-    passed, failed, skipped = _count(junit) if junit.exists() else (0, 1, 0)
+    totals = [0, 0, 0]
+    # Booted instance for the node checks; the image as shipped (not booted: booting writes a machine-id,
+    # wtmp and a journal) for the sysprep checks.
+    passes = [("booted", "not sysprep", docker.start_instance), ("static", "sysprep", docker.start_static)]
+    with log.open("w") as handle:
+        for label, selection, start in passes:
+            expr = f"({selection}) and ({markers})" if markers else selection
+            name = f"nodeforge-verify-{label}-{uuid.uuid4().hex[:8]}"
+            junit = out_dir / f"verify-{label}.xml"
+            junit.unlink(missing_ok=True)
+            start(image, name)
+            try:
+                cmd = [
+                    sys.executable, "-m", "pytest", str(repo_root() / "tests" / "infra"),
+                    f"--hosts=docker://{name}", "-p", "no:cacheprovider", f"--junitxml={junit}", "-q", "-m", expr,
+                ]  # fmt: skip
+                handle.write(f"== {label} instance: -m '{expr}'\n")
+                handle.flush()
+                subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env, check=False, cwd=repo_root())
+            finally:
+                if not keep:
+                    docker.remove(name)
+            counts = _count(junit) if junit.exists() else (0, 1, 0)
+            totals = [a + b for a, b in zip(totals, counts, strict=True)]
+    passed, failed, skipped = totals
     return VerifyResult(image, passed, failed, skipped, time.monotonic() - started, log)
