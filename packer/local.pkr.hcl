@@ -42,6 +42,16 @@ variable "kubernetes_version" {
   }
 }
 
+variable "kubelet_version" {
+  type        = string
+  description = "Full kubelet version the playbook installs for kubernetes_version (recorded in the manifest)."
+  default     = "1.31.3"
+  validation {
+    condition     = length(split(".", var.kubelet_version)) == 3 && substr(var.kubelet_version, 0, 2) == "1."
+    error_message = "The kubelet_version must look like 1.31.3."
+  }
+}
+
 variable "artifact_source" {
   type        = string
   description = "Artifact source for kubelet and friends: URL (EKS bucket layout) or a folder on this machine."
@@ -69,6 +79,16 @@ variable "manifest_path" {
   validation {
     condition     = length(var.manifest_path) > 0
     error_message = "The manifest_path must not be empty."
+  }
+}
+
+variable "components_path" {
+  type        = string
+  description = "Where the image's component manifest (/etc/nodeforge/image-manifest.json) is copied."
+  default     = "build/local/components.json"
+  validation {
+    condition     = length(var.components_path) > 0
+    error_message = "The components_path must not be empty."
   }
 }
 
@@ -140,6 +160,12 @@ build {
     ansible_env_vars = ["ANSIBLE_CONFIG=${path.root}/../ansible.cfg", "ANSIBLE_ROLES_PATH=${path.root}/../roles"]
   }
 
+  provisioner "file" {
+    direction   = "download"
+    source      = "/etc/nodeforge/image-manifest.json"
+    destination = var.components_path
+  }
+
   post-processors {
     post-processor "docker-tag" {
       repository = var.image_repository
@@ -148,11 +174,17 @@ build {
     post-processor "manifest" {
       output     = var.manifest_path
       strip_path = true
+      # Same custom_data contract as the amazon-ebs templates (the catalog ingests it).
       custom_data = {
         kubernetes_version = var.kubernetes_version
-        base_image         = var.base_image
+        kubelet_version    = var.kubelet_version
+        os                 = "debian12"
+        os_version         = "12"
+        arch               = "x86_64"
+        source_image       = var.base_image
         git_commit         = var.git_commit
         template           = "local"
+        image_name         = "${var.image_repository}:${var.image_tag}"
       }
     }
   }

@@ -45,6 +45,7 @@ class BakeOptions:
 class BakeReport:
     image: str = ""
     manifest: str = ""
+    components: str = ""
     rootfs_tar: str = ""
     image_size_bytes: int = 0
     rootfs_tar_bytes: int = 0
@@ -126,12 +127,14 @@ def bake_local(options: BakeOptions, reporter: StageReporter | None = None) -> B
             "image_repository": options.image_repository,
             "image_tag": tag,
             "kubernetes_version": options.kubernetes_version,
+            "kubelet_version": releases[options.kubernetes_version].version,
             "artifact_source": source,
             "manifest_path": str(manifest),
+            "components_path": str(out / "components.json"),
             "git_commit": _git_commit(),
         }
         stage("packer build", lambda: run_packer(variables, out / "packer.log"))
-    report.image, report.manifest = image, str(manifest)
+    report.image, report.manifest, report.components = image, str(manifest), str(out / "components.json")
     report.image_size_bytes = docker.image_size(image)
     tar = out / "rootfs.tar"
     stage("export", lambda: docker.export_image(image, tar))

@@ -41,7 +41,19 @@ def test_manifest_written(baked):
     build = manifest["builds"][-1]
     assert build["builder_type"] == "docker"
     assert build["custom_data"]["kubernetes_version"] == "1.31"
+    assert build["custom_data"]["kubelet_version"] == "1.31.3"
+    assert build["custom_data"]["os"] == "debian12" and build["custom_data"]["arch"] == "x86_64"
     assert build["artifact_id"]
+
+
+def test_component_manifest_downloaded(baked, fixture_tree):
+    report, _ = baked
+    components = json.loads(Path(report.components).read_text())
+    kubelet = components["binaries"]["kubelet"]
+    assert kubelet["version"] == "Kubernetes v1.31.3"
+    expected = (fixture_tree / "1.31.3/2024-12-12/bin/linux/amd64/kubelet.sha256").read_text().split()[0]
+    assert kubelet["sha256"] == expected
+    assert components["packages"]["containerd"]
 
 
 def test_image_carries_no_secrets_or_identity(baked):

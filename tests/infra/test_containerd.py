@@ -69,3 +69,19 @@ def test_runs_a_container(host, put_file):
     finally:
         host.run("ctr -n nodeforge-test images rm localhost/nodeforge/fixture-busybox:1")
         host.run("rm -f /var/tmp/nodeforge-fixture-oci.tar")
+
+
+def test_config_imports_dropins(host):
+    assert 'imports = ["/etc/containerd/config.d/*.toml"]' in host.file("/etc/containerd/config.toml").content_string
+    assert host.file("/etc/containerd/config.d").is_directory
+
+
+def test_pinned_version_locked(host):
+    """Where the scenario pins containerd (containerd_package_version), the package is held at that version."""
+    if host.backend.NAME != "ansible":
+        pytest.skip("needs the inventory to know the pin")
+    pin = host.ansible.get_variables().get("containerd_package_version", "")
+    if not pin:
+        pytest.skip("containerd not pinned in this scenario")
+    assert host.package("containerd").version.startswith(pin)
+    assert "hold" in host.check_output("dpkg --get-selections containerd")
