@@ -106,5 +106,25 @@ def verify_cmd(
         raise typer.Exit(1)
 
 
+@app.command(
+    "bootstrap",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
+)
+def bootstrap_cmd(ctx: typer.Context) -> None:
+    """The boot-time bootstrap agent (user data -> kubelet/containerd config); `nodeforge bootstrap --help`."""
+    from nodeforge.bootstrap import main as bootstrap_main
+
+    raise typer.Exit(bootstrap_main(list(ctx.args)))
+
+
+def _mount_subcommands() -> None:
+    from nodeforge import packer_cli
+
+    app.command("build-vars")(packer_cli.build_vars)
+
+
+_mount_subcommands()
+
 if __name__ == "__main__":
     app()

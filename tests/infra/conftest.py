@@ -18,7 +18,17 @@ FIXTURES = Path(os.environ.get("NODEFORGE_FIXTURES", REPO / ".cache" / "fixtures
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    for marker in ("node_base", "containerd", "kubelet", "iam_authenticator", "verified_download", "image_manifest", "sysprep", "cis"):
+    for marker in (
+        "node_base",
+        "containerd",
+        "kubelet",
+        "iam_authenticator",
+        "verified_download",
+        "image_manifest",
+        "bootstrap_agent",
+        "sysprep",
+        "cis",
+    ):
         config.addinivalue_line("markers", f"{marker}: checks of the {marker} role")
 
 

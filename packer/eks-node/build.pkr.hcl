@@ -1,0 +1,57 @@
+# Provisioning: the node playbook (as in the local bake), the image's component manifest, then the manifest.
+build {
+  name    = "eks-node"
+  sources = ["source.amazon-ebs.eks-node"]
+
+  provisioner "shell" {
+    # Let cloud-init finish (it may still hold the package manager), and make sure Ansible has its Python.
+    inline = [
+      "sudo cloud-init status --wait >/dev/null 2>&1 || true",
+      "test -x ${local.os_setting.python} || sudo yum install -y python3",
+    ]
+  }
+
+  provisioner "ansible" {
+    playbook_file    = local.playbook_file
+    user             = local.ssh_username
+    use_proxy        = false
+    extra_arguments  = ["--extra-vars", jsonencode(local.ansible_extra_vars)]
+    ansible_env_vars = local.ansible_env_vars
+  }
+
+  # The component manifest the playbook's image_manifest role wrote (it stays in the image too).
+  provisioner "file" {
+    direction   = "download"
+    source      = local.image_components_remote_path
+    destination = local.image_components_path
+  }
+
+  post-processors {
+    # The catalog's input. Contract: every value a string; kubernetes_version, os and arch required.
+    post-processor "manifest" {
+      output     = var.manifest_path
+      strip_path = true
+      custom_data = {
+        kubernetes_version = var.kubernetes_version
+        os                 = var.os
+        arch               = var.arch
+        os_version         = local.os_setting.os_version
+        kubelet_version    = var.kubelet_version
+        kubelet_build_date = var.kubelet_build_date
+        containerd_version = var.containerd_package_version
+        runc_version       = ""
+        kernel_version     = ""
+        source_image       = build.SourceAMI
+        git_commit         = var.git_commit
+        template           = local.template_name
+        build_id           = local.build_id
+        image_name         = local.image_name
+      }
+    }
+
+    # Fill in what is known only once built (kernel, containerd and runc versions) from the component manifest.
+    post-processor "shell-local" {
+      inline = ["python3 '${path.root}/scripts/merge_versions.py' '${var.manifest_path}' '${local.image_components_path}' '${local.build_id}'"]
+    }
+  }
+}

@@ -1,0 +1,5 @@
+# Kubernetes 1.31: the EKS kubelet build nodeforge bakes for this minor.
+# Must match kubelet_releases in roles/kubelet/defaults/main.yml (tests/unit/packer checks it).
+kubernetes_version = "1.31"
+kubelet_version    = "1.31.3"
+kubelet_build_date = "2024-12-12"

@@ -1,0 +1,255 @@
+"""Command line: ``python3 -m nodeforge.bootstrap [options]`` and ``... legacy [options] -- CLUSTER [flags]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import traceback
+from pathlib import Path
+from typing import TextIO
+
+from nodeforge.bootstrap import legacy, metadata, plan, services, userdata, writer
+from nodeforge.bootstrap.errors import (
+    EXIT_CIS,
+    EXIT_IMDS,
+    EXIT_INTERNAL,
+    EXIT_INVALID,
+    EXIT_OK,
+    EXIT_SERVICES,
+    EXIT_USAGE,
+    EXIT_WRITE,
+    BootstrapError,
+    Diagnostics,
+    InvalidInputError,
+)
+from nodeforge.bootstrap.imds import ImdsClient, resolve_endpoint
+from nodeforge.bootstrap.kubelet import parse_kubelet_version
+from nodeforge.bootstrap.model import NodeSettings, validate
+
+EPILOG = f"""\
+modes:
+  (default)  read the user data (IMDS, or --user-data) and configure the node from it
+  legacy     bootstrap.sh compatibility: legacy [options] -- CLUSTER [bootstrap.sh flags]
+
+exit codes:
+  {EXIT_OK} configured (or unchanged)    {EXIT_INTERNAL} internal error          {EXIT_USAGE} bad command line
+  {EXIT_INVALID} invalid user data/flags    {EXIT_IMDS} IMDS unreachable/incomplete {EXIT_CIS} CIS setting refused
+  {EXIT_WRITE} a file could not be written {EXIT_SERVICES} systemctl failed
+"""
+
+
+CHANGES = ("created", "updated", "removed")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python3 -m nodeforge.bootstrap",
+        description="Configure containerd and the kubelet from EC2 user data and join the EKS cluster.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    source = parser.add_argument_group("input")
+    source.add_argument("--user-data", metavar="FILE", help="read user data from FILE ('-' for stdin) instead of IMDS")
+    source.add_argument("--imds-endpoint", metavar="URL", help="IMDS base URL (env NODEFORGE_IMDS_ENDPOINT)")
+    source.add_argument("--imds-retries", type=int, default=5, metavar="N", help="attempts per IMDS request (5)")
+    output = parser.add_argument_group("output")
+    output.add_argument("--root", default="/", metavar="DIR", help="write under DIR instead of / (tests, images)")
+    output.add_argument("--dry-run", action="store_true", help="print what would be written (diffs); write nothing")
+    output.add_argument("--no-start", action="store_true", help="write files but do not touch systemd")
+    output.add_argument("--json", action="store_true", help="print the report as JSON")
+    policy = parser.add_argument_group("policy")
+    policy.add_argument("--strict", action="store_true", help="treat warnings (unknown settings ...) as errors")
+    policy.add_argument(
+        "--cis-mode", choices=("enforce", "warn"), default="enforce", help="refuse (default) or allow CIS breaks"
+    )
+    node = parser.add_argument_group("node")
+    node.add_argument("--max-pods", type=int, metavar="N", help="use N instead of the computed max-pods")
+    node.add_argument(
+        "--max-pods-mode",
+        choices=("standard", "calculator"),
+        default="standard",
+        help="standard: ENIs x (IPs-1) + 2 as nodeadm; calculator: max-pods-calculator.sh (110/250 ceiling)",
+    )
+    node.add_argument("--prefix-delegation", action="store_true", help="calculator mode: VPC CNI prefix delegation")
+    node.add_argument("--custom-networking", action="store_true", help="calculator mode: VPC CNI custom networking")
+    node.add_argument("--cpus", type=int, metavar="N", help="CPUs for kube-reserved (default: the online CPUs)")
+    node.add_argument("--kubelet-version", metavar="X.Y", help="kubelet version (default: kubelet --version)")
+    node.add_argument(
+        "--kubeconfig-auth",
+        choices=("auto", "aws-iam-authenticator", "aws-cli"),
+        default="auto",
+        help="kubeconfig credentials: aws-iam-authenticator or 'aws eks get-token' (auto: what is installed)",
+    )
+    return parser
+
+
+def _split_argv(argv: list[str]) -> tuple[str, list[str], list[str]]:
+    if argv and argv[0] == "legacy":
+        rest = argv[1:]
+        if "--" in rest:
+            index = rest.index("--")
+            return "legacy", rest[:index], rest[index + 1 :]
+        return "legacy", [], rest
+    return "run", argv, []
+
+
+def _read_user_data(args: argparse.Namespace, client: ImdsClient) -> bytes:
+    if args.user_data == "-":
+        return sys.stdin.buffer.read()
+    if args.user_data:
+        try:
+            return Path(args.user_data).read_bytes()
+        except OSError as exc:
+            raise InvalidInputError(f"cannot read --user-data {args.user_data}: {exc.strerror}") from exc
+    data = client.user_data()
+    if data is None:
+        raise InvalidInputError("this instance has no user data: nothing tells the node which cluster to join")
+    return data
+
+
+def _kubelet_version(args: argparse.Namespace, root: Path) -> tuple[int, int] | None:
+    if args.kubelet_version:
+        return parse_kubelet_version(args.kubelet_version)
+    binary = root / "usr/bin/kubelet"
+    if root != Path("/") or not binary.exists():
+        return None
+    try:
+        completed = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return parse_kubelet_version(completed.stdout)
+
+
+def _settings(
+    mode: str,
+    args: argparse.Namespace,
+    legacy_args: list[str],
+    client: ImdsClient,
+    root: Path,
+    diagnostics: Diagnostics,
+) -> NodeSettings:
+    read_file = legacy.file_reader(root)
+    if mode == "legacy":
+        return legacy.settings_from_args(legacy_args, dict(os.environ), diagnostics, read_file)
+    return userdata.settings_from_user_data(
+        _read_user_data(args, client), diagnostics, strict=args.strict, read_file=read_file
+    )
+
+
+def run(argv: list[str], out: TextIO, err: TextIO) -> int:
+    diagnostics = Diagnostics()
+    try:
+        return _run(argv, out, err, diagnostics)
+    except BootstrapError:
+        for warning in diagnostics.warnings:  # context for the error, printed before it
+            print(f"warning: {warning}", file=err)
+        raise
+
+
+def _run(argv: list[str], out: TextIO, err: TextIO, diagnostics: Diagnostics) -> int:
+    mode, options, legacy_args = _split_argv(argv)
+    args = build_parser().parse_args(options)
+    root = Path(args.root).resolve()
+    client = ImdsClient(resolve_endpoint(args.imds_endpoint), attempts=max(1, args.imds_retries))
+
+    settings = _settings(mode, args, legacy_args, client, root, diagnostics)
+    validate(settings, diagnostics, strict=args.strict)
+    diagnostics.raise_if_errors(f"invalid {settings.dialect} configuration; nothing was written")
+    family = plan.ip_family(settings)
+    instance = metadata.fetch(
+        client,
+        ip_family=family,
+        need_vpc_cidrs=plan.needs_vpc_cidrs(settings),
+        need_domain=bool(settings.pause_account or settings.pause_version),
+    )
+    options_ = plan.PlanOptions(
+        root=root,
+        cpus=args.cpus or os.cpu_count() or 1,
+        kubelet_version=_kubelet_version(args, root),
+        max_pods=args.max_pods,
+        max_pods_mode=args.max_pods_mode,
+        prefix_delegation=args.prefix_delegation,
+        custom_networking=args.custom_networking,
+        auth_helper=args.kubeconfig_auth,
+        cis_mode=args.cis_mode,
+    )
+    built = plan.build(settings, instance, options_, diagnostics)
+    warnings = list(diagnostics.warnings)
+    diagnostics.warnings.clear()
+    if args.strict and warnings:
+        raise InvalidInputError("--strict: warnings are errors; nothing was written", warnings)
+    for warning in warnings:
+        print(f"warning: {warning}", file=err)
+
+    outcomes = writer.preview(root, built.files) if args.dry_run else writer.apply(root, built.files)
+    changed = {o.path for o in outcomes if o.action in CHANGES}
+    started: list[str] = []
+    start = not (args.dry_run or args.no_start) and root == Path("/")
+    if start:
+        started = services.start(
+            containerd_changed=any(path.startswith("/etc/containerd/") for path in changed),
+            kubelet_changed=bool(changed),
+        )
+    _report(out, args, built, outcomes, started, warnings)
+    return EXIT_OK
+
+
+def _report(
+    out: TextIO,
+    args: argparse.Namespace,
+    built: plan.Plan,
+    outcomes: list[writer.Outcome],
+    started: list[str],
+    warnings: list[str],
+) -> None:
+    if args.json:
+        document = {
+            "dryRun": args.dry_run,
+            "facts": built.facts,
+            "files": [{"path": o.path, "action": o.action} for o in outcomes],
+            "services": started,
+            "warnings": warnings,
+        }
+        print(json.dumps(document, indent=2), file=out)
+        return
+    verb = "would be " if args.dry_run else ""
+    for outcome in outcomes:
+        if outcome.action == "absent":
+            continue
+        print(f"{verb}{outcome.action}: {outcome.path}", file=out)
+        if args.dry_run and outcome.diff:
+            print(outcome.diff.rstrip("\n"), file=out)
+    for command in started:
+        print(f"ran: {command}", file=out)
+    facts = built.facts
+    changed = sum(o.action in CHANGES for o in outcomes)
+    unchanged = sum(o.action == "unchanged" for o in outcomes)
+    print(
+        f"{facts['dialect']} user data for cluster {facts['cluster']}: {facts['instanceType']}, "
+        f"maxPods {facts['maxPods']}, clusterDNS {','.join(facts['clusterDNS'])}; "
+        f"{changed} file(s) {'to change' if args.dry_run else 'changed'}, {unchanged} unchanged",
+        file=out,
+    )
+
+
+def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Run the agent; returns the exit code (see ``--help``)."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    try:
+        return run(list(sys.argv[1:] if argv is None else argv), out, err)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    except BootstrapError as exc:
+        print(exc.render(), file=err)
+        return exc.exit_code
+    except Exception:
+        print("error: internal error in the bootstrap agent", file=err)
+        traceback.print_exc(file=err)
+        return EXIT_INTERNAL
+
+
+__all__ = ["EXIT_CIS", "EXIT_IMDS", "EXIT_SERVICES", "EXIT_WRITE", "main"]

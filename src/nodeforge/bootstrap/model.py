@@ -1,0 +1,334 @@
+"""Typed model of the node configuration (nodeadm's NodeConfig, node.eks.aws/v1alpha1) and its validation.
+
+Every dialect (NodeConfig, bootstrap.sh flags, Bottlerocket TOML) is turned into a :class:`NodeSettings`.
+Parsing collects every problem with the path of the bad field (``spec.cluster.apiServerEndpoint: ...``)
+instead of stopping at the first.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import re
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from nodeforge.bootstrap.errors import Diagnostics
+from nodeforge.bootstrap.shell import unquote_flag
+
+API_VERSION = "node.eks.aws/v1alpha1"
+KIND = "NodeConfig"
+KNOWN_FEATURE_GATES = frozenset({"InstanceIdNodeName", "FastImagePull"})
+LOCAL_STORAGE_STRATEGIES = ("RAID0", "RAID10", "Mount")
+DISABLED_MOUNTS = ("Containerd", "PodLogs", "SOCI")
+_CLUSTER_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$")
+
+
+@dataclass
+class ClusterDetails:
+    name: str = ""
+    api_server_endpoint: str = ""
+    certificate_authority: bytes = b""
+    cidr: str = ""
+    enable_outpost: bool | None = None
+    id: str = ""
+
+
+@dataclass
+class KubeletOptions:
+    config: dict[str, Any] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+    max_pods_expression: str = ""
+
+
+@dataclass
+class ContainerdOptions:
+    config: str = ""
+    base_runtime_spec: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LocalStorageOptions:
+    strategy: str = ""
+    mount_path: str = ""
+    disabled_mounts: list[str] = field(default_factory=list)
+
+
+@dataclass
+class NetworkOptions:
+    nameservers: list[str] = field(default_factory=list)
+    domains: list[str] = field(default_factory=list)
+
+
+@dataclass
+class InstanceOptions:
+    local_storage: LocalStorageOptions = field(default_factory=LocalStorageOptions)
+    environment: dict[str, dict[str, str]] = field(default_factory=dict)
+    network: NetworkOptions = field(default_factory=NetworkOptions)
+
+
+@dataclass
+class NodeConfigSpec:
+    cluster: ClusterDetails = field(default_factory=ClusterDetails)
+    containerd: ContainerdOptions = field(default_factory=ContainerdOptions)
+    instance: InstanceOptions = field(default_factory=InstanceOptions)
+    kubelet: KubeletOptions = field(default_factory=KubeletOptions)
+    feature_gates: dict[str, bool] = field(default_factory=dict)
+
+
+@dataclass
+class NodeConfig:
+    spec: NodeConfigSpec = field(default_factory=NodeConfigSpec)
+
+
+@dataclass
+class NodeSettings:
+    """What every dialect boils down to: a NodeConfig plus the few legacy knobs NodeConfig has no field for."""
+
+    node_config: NodeConfig
+    dialect: str
+    cluster_dns: list[str] = field(default_factory=list)
+    ip_family: str = ""
+    use_max_pods: bool = True
+    max_pods: int | None = None
+    pause_account: str = ""
+    pause_version: str = ""
+
+    @property
+    def spec(self) -> NodeConfigSpec:
+        return self.node_config.spec
+
+
+def _type_name(value: object) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer"}.get(
+        type(value), type(value).__name__
+    )
+
+
+class _Reader:
+    """Reads typed fields out of a raw mapping, recording errors and unknown keys under a dotted path."""
+
+    def __init__(self, diagnostics: Diagnostics, strict: bool) -> None:
+        self.diagnostics = diagnostics
+        self.strict = strict
+
+    def mapping(self, raw: object, path: str) -> dict[str, Any]:
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            self.diagnostics.error(f"{path}: must be a mapping, not {_type_name(raw)}")
+            return {}
+        return raw
+
+    def unknown(self, raw: dict[str, Any], known: set[str], path: str) -> None:
+        for key in raw:
+            if key not in known:
+                message = f"{path}.{key}: unknown field"
+                if self.strict:
+                    self.diagnostics.error(message)
+                else:
+                    self.diagnostics.warn(f"{message} (ignored)")
+
+    def string(self, raw: dict[str, Any], key: str, path: str) -> str:
+        value = raw.get(key)
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            self.diagnostics.error(f"{path}.{key}: must be a string, not {_type_name(value)}")
+            return ""
+        return value
+
+    def boolean(self, raw: dict[str, Any], key: str, path: str) -> bool | None:
+        value = raw.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, bool):
+            self.diagnostics.error(f"{path}.{key}: must be a boolean, not {_type_name(value)}")
+            return None
+        return value
+
+    def strings(self, raw: dict[str, Any], key: str, path: str) -> list[str]:
+        value = raw.get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.diagnostics.error(f"{path}.{key}: must be a list of strings, not {_type_name(value)}")
+            return []
+        good = []
+        for index, item in enumerate(value):
+            if isinstance(item, str):
+                good.append(item)
+            else:
+                self.diagnostics.error(f"{path}.{key}[{index}]: must be a string, not {_type_name(item)}")
+        return good
+
+
+def parse_node_config(raw: object, diagnostics: Diagnostics, *, strict: bool = False) -> NodeConfig:
+    """Build a NodeConfig from a decoded document (apiVersion/kind already checked); records every bad field."""
+    read = _Reader(diagnostics, strict)
+    document = read.mapping(raw, "NodeConfig")
+    read.unknown(document, {"apiVersion", "kind", "metadata", "spec"}, "NodeConfig")
+    spec_raw = read.mapping(document.get("spec"), "spec")
+    read.unknown(spec_raw, {"cluster", "containerd", "instance", "kubelet", "featureGates"}, "spec")
+    spec = NodeConfigSpec()
+
+    cluster = read.mapping(spec_raw.get("cluster"), "spec.cluster")
+    read.unknown(
+        cluster, {"name", "apiServerEndpoint", "certificateAuthority", "cidr", "enableOutpost", "id"}, "spec.cluster"
+    )
+    spec.cluster = ClusterDetails(
+        name=read.string(cluster, "name", "spec.cluster"),
+        api_server_endpoint=read.string(cluster, "apiServerEndpoint", "spec.cluster"),
+        cidr=read.string(cluster, "cidr", "spec.cluster"),
+        enable_outpost=read.boolean(cluster, "enableOutpost", "spec.cluster"),
+        id=read.string(cluster, "id", "spec.cluster"),
+    )
+    ca = read.string(cluster, "certificateAuthority", "spec.cluster")
+    if ca:
+        try:
+            spec.cluster.certificate_authority = base64.b64decode("".join(ca.split()), validate=True)
+        except (binascii.Error, ValueError):
+            diagnostics.error(
+                "spec.cluster.certificateAuthority: must be base64 (the cluster CA bundle, base64-encoded)"
+            )
+
+    kubelet = read.mapping(spec_raw.get("kubelet"), "spec.kubelet")
+    read.unknown(kubelet, {"config", "flags", "maxPodsExpression"}, "spec.kubelet")
+    spec.kubelet = KubeletOptions(
+        config=dict(read.mapping(kubelet.get("config"), "spec.kubelet.config")),
+        flags=read.strings(kubelet, "flags", "spec.kubelet"),
+        max_pods_expression=read.string(kubelet, "maxPodsExpression", "spec.kubelet"),
+    )
+
+    containerd = read.mapping(spec_raw.get("containerd"), "spec.containerd")
+    read.unknown(containerd, {"config", "baseRuntimeSpec"}, "spec.containerd")
+    spec.containerd = ContainerdOptions(
+        config=read.string(containerd, "config", "spec.containerd"),
+        base_runtime_spec=dict(read.mapping(containerd.get("baseRuntimeSpec"), "spec.containerd.baseRuntimeSpec")),
+    )
+
+    instance = read.mapping(spec_raw.get("instance"), "spec.instance")
+    read.unknown(instance, {"localStorage", "environment", "network"}, "spec.instance")
+    storage = read.mapping(instance.get("localStorage"), "spec.instance.localStorage")
+    read.unknown(storage, {"strategy", "mountPath", "disabledMounts"}, "spec.instance.localStorage")
+    network = read.mapping(instance.get("network"), "spec.instance.network")
+    read.unknown(network, {"nameservers", "domains"}, "spec.instance.network")
+    spec.instance = InstanceOptions(
+        local_storage=LocalStorageOptions(
+            strategy=read.string(storage, "strategy", "spec.instance.localStorage"),
+            mount_path=read.string(storage, "mountPath", "spec.instance.localStorage"),
+            disabled_mounts=read.strings(storage, "disabledMounts", "spec.instance.localStorage"),
+        ),
+        environment=_environment(read, instance.get("environment")),
+        network=NetworkOptions(
+            nameservers=read.strings(network, "nameservers", "spec.instance.network"),
+            domains=read.strings(network, "domains", "spec.instance.network"),
+        ),
+    )
+
+    gates = read.mapping(spec_raw.get("featureGates"), "spec.featureGates")
+    for name, enabled in gates.items():
+        if not isinstance(enabled, bool):
+            diagnostics.error(f"spec.featureGates.{name}: must be a boolean, not {_type_name(enabled)}")
+        else:
+            spec.feature_gates[str(name)] = enabled
+    return NodeConfig(spec=spec)
+
+
+def _environment(read: _Reader, raw: object) -> dict[str, dict[str, str]]:
+    result: dict[str, dict[str, str]] = {}
+    for scope, variables in read.mapping(raw, "spec.instance.environment").items():
+        path = f"spec.instance.environment.{scope}"
+        values = read.mapping(variables, path)
+        result[str(scope)] = {}
+        for name, value in values.items():
+            if isinstance(value, str):
+                result[str(scope)][str(name)] = value
+            else:
+                read.diagnostics.error(f"{path}.{name}: must be a string, not {_type_name(value)}")
+    return result
+
+
+def check_https_url(value: str) -> str | None:
+    """None when ``value`` is an https URL with a host, else the reason it is not."""
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:
+        return f"must be an https URL ({exc})"
+    if parts.scheme != "https" or not parts.hostname:
+        return f"must be an https URL, not {value!r}"
+    if parts.path not in ("", "/") or parts.query or parts.fragment or port == 0:
+        return f"must be an https URL with no path, query or fragment, not {value!r}"
+    return None
+
+
+def validate(settings: NodeSettings, diagnostics: Diagnostics, *, strict: bool = False) -> None:
+    """Semantic checks on the merged settings; problems go to ``diagnostics``."""
+    cluster = settings.spec.cluster
+    error = diagnostics.error
+    if not cluster.name:
+        error("spec.cluster.name: required (the EKS cluster name)")
+    elif not _CLUSTER_NAME.match(cluster.name):
+        error(f"spec.cluster.name: {cluster.name!r} is not a valid EKS cluster name")
+    if not cluster.api_server_endpoint:
+        error("spec.cluster.apiServerEndpoint: required (the cluster's https endpoint)")
+    elif (reason := check_https_url(cluster.api_server_endpoint)) is not None:
+        error(f"spec.cluster.apiServerEndpoint: {reason}")
+    if not cluster.certificate_authority:
+        error("spec.cluster.certificateAuthority: required (base64 of the cluster CA bundle)")
+    elif b"-----BEGIN CERTIFICATE-----" not in cluster.certificate_authority:
+        message = "spec.cluster.certificateAuthority: does not decode to a PEM certificate"
+        error(message) if strict else diagnostics.warn(message)
+    if cluster.cidr:
+        try:
+            ipaddress.ip_network(cluster.cidr, strict=False)
+        except ValueError:
+            error(f"spec.cluster.cidr: {cluster.cidr!r} is not a CIDR block")
+    elif settings.dialect == "nodeconfig":
+        error("spec.cluster.cidr: required (the cluster's service CIDR, used to derive the DNS address)")
+    if cluster.enable_outpost and not cluster.id:
+        error("spec.cluster.id: required when spec.cluster.enableOutpost is true")
+    for index, address in enumerate(settings.cluster_dns):
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            error(f"clusterDNS[{index}]: {address!r} is not an IP address")
+    kubelet = settings.spec.kubelet
+    kubelet.flags = [unquote_flag(flag) for flag in kubelet.flags]
+    for index, flag in enumerate(kubelet.flags):
+        if not flag.startswith("-"):
+            error(f"spec.kubelet.flags[{index}]: {flag!r} is not a flag (must start with --)")
+        elif any(char.isspace() for char in flag):
+            error(f"spec.kubelet.flags[{index}]: {flag!r} contains whitespace, which the kubelet unit cannot pass")
+    if "maxPods" in kubelet.config and (
+        not isinstance(kubelet.config["maxPods"], int) or isinstance(kubelet.config["maxPods"], bool)
+    ):
+        error("spec.kubelet.config.maxPods: must be an integer")
+    if settings.spec.containerd.config:
+        try:
+            tomllib.loads(settings.spec.containerd.config)
+        except tomllib.TOMLDecodeError as exc:
+            error(f"spec.containerd.config: not valid TOML ({exc})")
+    storage = settings.spec.instance.local_storage
+    if storage.strategy and storage.strategy not in LOCAL_STORAGE_STRATEGIES:
+        error(f"spec.instance.localStorage.strategy: must be one of {', '.join(LOCAL_STORAGE_STRATEGIES)}")
+    for index, mount in enumerate(storage.disabled_mounts):
+        if mount not in DISABLED_MOUNTS:
+            error(f"spec.instance.localStorage.disabledMounts[{index}]: must be one of {', '.join(DISABLED_MOUNTS)}")
+    for index, server in enumerate(settings.spec.instance.network.nameservers):
+        try:
+            ipaddress.ip_address(server)
+        except ValueError:
+            error(f"spec.instance.network.nameservers[{index}]: {server!r} is not an IP address")
+    for gate in settings.spec.feature_gates:
+        if gate not in KNOWN_FEATURE_GATES:
+            message = (
+                f"spec.featureGates.{gate}: unknown feature gate (known: {', '.join(sorted(KNOWN_FEATURE_GATES))})"
+            )
+            error(message) if strict else diagnostics.warn(message + "; ignored")
+    if settings.max_pods is not None and settings.max_pods <= 0:
+        error(f"max-pods: must be a positive integer, not {settings.max_pods}")

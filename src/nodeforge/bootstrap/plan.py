@@ -1,0 +1,215 @@
+"""Compose every file the node needs from the settings and the instance metadata, before writing any."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nodeforge.bootstrap import cis, containerd, kubelet, maxpods
+from nodeforge.bootstrap.errors import BootstrapError, CisError, Diagnostics
+from nodeforge.bootstrap.merge import deep_merge
+from nodeforge.bootstrap.metadata import InstanceMetadata
+from nodeforge.bootstrap.model import NodeSettings
+
+RUNTIME_SLICE = "/etc/systemd/system/runtime.slice"
+
+
+@dataclass
+class PlanOptions:
+    root: Path
+    cpus: int
+    kubelet_version: tuple[int, int] | None = None
+    max_pods: int | None = None
+    max_pods_mode: str = "standard"
+    prefix_delegation: bool = False
+    custom_networking: bool = False
+    auth_helper: str = "auto"
+    cis_mode: str = "enforce"
+
+
+@dataclass
+class PlannedFile:
+    path: str
+    content: bytes | None  # None: the file must not exist
+    mode: int = 0o644
+
+
+@dataclass
+class Plan:
+    files: list[PlannedFile] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+def _under(root: Path, path: str) -> Path:
+    return root / path.lstrip("/")
+
+
+def compute_max_pods(
+    settings: NodeSettings, metadata: InstanceMetadata, options: PlanOptions, diagnostics: Diagnostics
+) -> int:
+    """The max-pods value kube-reserved is computed from (and config.json gets, unless --use-max-pods false)."""
+    limits = maxpods.lookup(metadata.instance_type)
+    if options.max_pods is not None:
+        return options.max_pods
+    if settings.max_pods is not None:
+        return settings.max_pods
+    if limits is None:
+        diagnostics.warn(
+            f"instance type {metadata.instance_type!r} is not in the bundled table (moto "
+            f"{maxpods.table_source().get('version', '?')}); max-pods falls back to {maxpods.DEFAULT_MAX_PODS}"
+        )
+        return maxpods.DEFAULT_MAX_PODS
+    expression = settings.spec.kubelet.max_pods_expression
+    if expression:
+        try:
+            return maxpods.expression_max_pods(expression, limits)
+        except ValueError as exc:
+            diagnostics.warn(f"spec.kubelet.maxPodsExpression: {exc}; using the standard max-pods value")
+            return maxpods.standard_max_pods(limits)
+    if options.max_pods_mode == "calculator":
+        return maxpods.calculator_max_pods(
+            limits, prefix_delegation=options.prefix_delegation, custom_networking=options.custom_networking
+        )
+    return maxpods.standard_max_pods(limits)
+
+
+def cluster_dns(settings: NodeSettings, metadata: InstanceMetadata) -> list[str]:
+    if settings.cluster_dns:
+        return list(settings.cluster_dns)
+    if settings.spec.cluster.cidr:
+        return [kubelet.derive_cluster_dns(settings.spec.cluster.cidr)]
+    if settings.ip_family == "ipv6":
+        raise BootstrapError("an IPv6 cluster needs its service CIDR or a DNS address")
+    return [kubelet.legacy_cluster_dns(metadata.vpc_ipv4_cidrs)]
+
+
+def ip_family(settings: NodeSettings) -> str:
+    cidr = settings.spec.cluster.cidr
+    if cidr:
+        return "ipv6" if ":" in cidr else "ipv4"
+    return settings.ip_family or "ipv4"
+
+
+def needs_vpc_cidrs(settings: NodeSettings) -> bool:
+    return not settings.cluster_dns and not settings.spec.cluster.cidr and ip_family(settings) == "ipv4"
+
+
+def _auth_helper(options: PlanOptions, diagnostics: Diagnostics) -> str:
+    if options.auth_helper != "auto":
+        return options.auth_helper
+    if _under(options.root, kubelet.IAM_AUTHENTICATOR).exists():
+        return "aws-iam-authenticator"
+    if any(_under(options.root, path).exists() for path in ("/usr/bin/aws", "/usr/local/bin/aws")):
+        return "aws-cli"
+    diagnostics.warn(
+        "neither aws-iam-authenticator nor the aws CLI is installed; the kubeconfig uses aws-iam-authenticator"
+    )
+    return "aws-iam-authenticator"
+
+
+def _baked_config(root: Path) -> dict[str, Any] | None:
+    path = _under(root, kubelet.CONFIG_PATH)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise BootstrapError(f"cannot read the image's kubelet config {kubelet.CONFIG_PATH}: {exc.strerror}") from exc
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise BootstrapError(f"the image's kubelet config {kubelet.CONFIG_PATH} is not valid JSON ({exc})") from exc
+    if not isinstance(document, dict):
+        raise BootstrapError(f"the image's kubelet config {kubelet.CONFIG_PATH} is not a JSON object")
+    return document
+
+
+def _report_unapplied(settings: NodeSettings, diagnostics: Diagnostics) -> None:
+    spec = settings.spec
+    if spec.containerd.base_runtime_spec:
+        diagnostics.warn(
+            "spec.containerd.baseRuntimeSpec: not applied by this agent (the image's runtime spec is kept)"
+        )
+    if spec.instance.local_storage.strategy:
+        diagnostics.warn(
+            f"spec.instance.localStorage ({spec.instance.local_storage.strategy}): not applied by this agent"
+        )
+    if spec.instance.environment:
+        diagnostics.warn("spec.instance.environment: not applied by this agent")
+    if spec.instance.network.nameservers or spec.instance.network.domains:
+        diagnostics.warn("spec.instance.network: not applied by this agent")
+    if spec.feature_gates.get("FastImagePull"):
+        diagnostics.warn("spec.featureGates.FastImagePull: not applied by this agent")
+    if spec.cluster.enable_outpost:
+        diagnostics.warn("local Outpost: /etc/hosts is not pre-filled with the API server addresses by this agent")
+
+
+def build(settings: NodeSettings, metadata: InstanceMetadata, options: PlanOptions, diagnostics: Diagnostics) -> Plan:
+    """Every file to write (or remove); raises CisError when the result breaks CIS in enforce mode."""
+    spec = settings.spec
+    cluster = spec.cluster
+    _report_unapplied(settings, diagnostics)
+    max_pods = compute_max_pods(settings, metadata, options, diagnostics)
+    user_flags = list(spec.kubelet.flags)
+    values = kubelet.NodeValues(
+        cluster_dns=cluster_dns(settings, metadata),
+        max_pods=max_pods if settings.use_max_pods else None,
+        kube_reserved=maxpods.kube_reserved(max_pods, options.cpus),
+        provider_id=kubelet.provider_id(metadata.availability_zone, metadata.instance_id),
+        reserved_cgroups=not any(flag.startswith("--reserved-cpus") for flag in user_flags),
+        kubelet_version=options.kubelet_version,
+    )
+    config = kubelet.render_config(_baked_config(options.root), values)
+    dropin = kubelet.render_dropin(spec.kubelet.config)
+
+    node_name = metadata.instance_id if spec.feature_gates.get("InstanceIdNodeName") else metadata.local_hostname
+    flags = [f"--node-ip={metadata.node_ip}", f"--hostname-override={node_name}", "--cloud-provider=external"]
+    if _under(options.root, RUNTIME_SLICE).exists():
+        flags.append("--runtime-cgroups=/runtime.slice/containerd.service")
+    outpost = bool(cluster.enable_outpost)
+    if outpost:
+        flags.append(f"--bootstrap-kubeconfig={kubelet.BOOTSTRAP_KUBECONFIG_PATH}")
+    flags.extend(user_flags)
+
+    effective = cis.apply_flags(deep_merge(config, dropin or {}), flags)
+    broken = cis.violations(effective)
+    if broken and options.cis_mode == "enforce":
+        raise CisError("the kubelet configuration would break CIS settings (use --cis-mode=warn to allow)", broken)
+    for violation in broken:
+        diagnostics.warn(f"CIS: {violation} (applied anyway: --cis-mode=warn)")
+
+    sandbox = None
+    if settings.pause_account or settings.pause_version:
+        image = containerd.pause_image(
+            settings.pause_account, settings.pause_version, metadata.region, metadata.services_domain
+        )
+        sandbox = containerd.sandbox_section(image, containerd.base_config_version(options.root))
+    containerd_dropin = containerd.render_dropin(spec.containerd.config, sandbox)
+
+    kubeconfig = kubelet.render_kubeconfig(
+        server=cluster.api_server_endpoint,
+        cluster=cluster.id if outpost else cluster.name,
+        region=metadata.region,
+        auth_helper=_auth_helper(options, diagnostics),
+    )
+    plan = Plan()
+    add = plan.files.append
+    add(PlannedFile(kubelet.CA_PATH, cluster.certificate_authority, 0o644))
+    add(PlannedFile(kubelet.CONFIG_PATH, (json.dumps(config, indent=2, sort_keys=True) + "\n").encode(), 0o644))
+    add(PlannedFile(kubelet.DROPIN_PATH, None if dropin is None else kubelet.to_json(dropin, sort=False).encode()))
+    kubeconfig_path = kubelet.BOOTSTRAP_KUBECONFIG_PATH if outpost else kubelet.KUBECONFIG_PATH
+    add(PlannedFile(kubeconfig_path, kubeconfig.encode(), 0o600))
+    add(PlannedFile(kubelet.ENVIRONMENT_PATH, kubelet.render_environment(flags, settings.dialect).encode(), 0o644))
+    add(PlannedFile(containerd.DROPIN_PATH, None if containerd_dropin is None else containerd_dropin.encode()))
+    plan.facts = {
+        "dialect": settings.dialect,
+        "cluster": cluster.name,
+        "instanceType": metadata.instance_type,
+        "maxPods": max_pods,
+        "clusterDNS": values.cluster_dns,
+        "nodeIP": metadata.node_ip,
+        "providerID": values.provider_id,
+    }
+    return plan

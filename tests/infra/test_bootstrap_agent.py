@@ -1,0 +1,96 @@
+"""bootstrap_agent: installed and wired into boot; run inside the instance against a fake IMDS for each user-data
+dialect, the files it writes pass the CIS EKS worker-node checks."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from conftest import REPO
+
+from nodeforge.fake_imds import FakeImdsServer
+
+pytestmark = pytest.mark.bootstrap_agent
+
+INPUTS = REPO / "tests" / "unit" / "bootstrap" / "inputs"
+DIALECTS = ["karpenter-al2023.mime", "mng-al2.mime", "eksctl-al2.sh", "karpenter-bottlerocket.toml"]
+
+
+def test_agent_installed(host):
+    agent = host.file("/usr/bin/nodeforge-bootstrap")
+    assert agent.mode == 0o755 and agent.user == "root"
+    assert host.run("/usr/bin/nodeforge-bootstrap --help").rc == 0
+    assert host.file("/etc/eks/bootstrap.sh").mode == 0o755
+
+
+def test_unit_enabled_and_valid(host):
+    assert host.service("nodeforge-bootstrap").is_enabled
+    result = host.run("systemd-analyze verify /etc/systemd/system/nodeforge-bootstrap.service")
+    assert result.rc == 0, result.stderr
+    unit = host.file("/etc/systemd/system/nodeforge-bootstrap.service").content_string
+    assert "Before=containerd.service kubelet.service" in unit
+
+
+def seed_root(host) -> str:
+    """A scratch root holding the baked kubelet configuration the agent merges over."""
+    root = f"/var/tmp/nodeforge-bootstrap-{uuid.uuid4().hex[:8]}"
+    kubelet_dir = f"{root}/etc/kubernetes/kubelet"
+    host.check_output(f"mkdir -p {kubelet_dir} && cp /etc/kubernetes/kubelet/config.json {kubelet_dir}/")
+    return root
+
+
+@pytest.fixture(scope="module")
+def imds():
+    with FakeImdsServer() as state:
+        yield state
+
+
+@pytest.fixture(params=DIALECTS)
+def bootstrapped(request, host, imds):
+    """Run the agent in the instance under a scratch root seeded with the baked kubelet configuration."""
+    imds.user_data = (INPUTS / request.param).read_bytes()
+    root = seed_root(host)
+    result = host.run(
+        f"/usr/bin/nodeforge-bootstrap --root {root} --imds-endpoint {imds.endpoint} --no-start --cpus 2 --json"
+    )
+    try:
+        assert result.rc == 0, result.stdout + result.stderr
+        yield root, json.loads(result.stdout)
+    finally:
+        host.run(f"rm -rf {root}")
+
+
+def test_agent_output_passes_cis(host, bootstrapped):
+    root, _report = bootstrapped
+    config_file = host.file(f"{root}/etc/kubernetes/kubelet/config.json")
+    kubeconfig = host.file(f"{root}/var/lib/kubelet/kubeconfig")
+    # 3.1.1 / 3.1.2 kubeconfig, 3.1.3 / 3.1.4 kubelet config: mode 644 or stricter, root:root
+    for f in (kubeconfig, config_file):
+        assert f.exists and f.mode & 0o133 == 0 and f.user == "root" and f.group == "root"
+    config = json.loads(config_file.content_string)
+    assert config["authentication"]["anonymous"]["enabled"] is False  # 3.2.1
+    assert config["authorization"]["mode"] == "Webhook"  # 3.2.2
+    assert config["authentication"]["x509"]["clientCAFile"]  # 3.2.3
+    assert config["readOnlyPort"] == 0  # 3.2.4
+    assert config["streamingConnectionIdleTimeout"] not in ("0", "0s")  # 3.2.5
+    assert config["makeIPTablesUtilChains"] is True  # 3.2.6
+    assert config["eventRecordQPS"] >= 0  # 3.2.7
+    assert config["rotateCertificates"] is True  # 3.2.8
+    assert config["featureGates"]["RotateKubeletServerCertificate"] is True  # 3.2.9
+    assert config["protectKernelDefaults"] is True
+    assert config["providerID"].startswith("aws:///")
+    assert config["maxPods"] > 0
+    assert host.file(f"{root}/etc/kubernetes/pki/ca.crt").content_string.startswith("-----BEGIN CERTIFICATE-----")
+
+
+def test_agent_rerun_changes_nothing(host, imds):
+    imds.user_data = (INPUTS / "karpenter-al2023.mime").read_bytes()
+    root = seed_root(host)
+    cmd = f"/usr/bin/nodeforge-bootstrap --root {root} --imds-endpoint {imds.endpoint} --no-start --cpus 2 --json"
+    try:
+        host.check_output(cmd)
+        second = json.loads(host.check_output(cmd))
+        assert json.dumps(second).count("unchanged") >= 4, second
+    finally:
+        host.run(f"rm -rf {root}")

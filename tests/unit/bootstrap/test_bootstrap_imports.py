@@ -1,0 +1,87 @@
+"""The agent runs on the node with the OS python3 and PyYAML only: check its imports two ways."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+import nodeforge.bootstrap
+
+PACKAGE = Path(nodeforge.bootstrap.__file__).parent
+SRC = PACKAGE.parents[1]
+
+
+def imported_modules(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_only_stdlib_yaml_and_the_package_itself():
+    allowed = set(sys.stdlib_module_names) | {"yaml"}
+    offenders = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for name in imported_modules(path):
+            top = name.split(".")[0]
+            if name.startswith("nodeforge.bootstrap") or (top in allowed and top != "nodeforge"):
+                continue
+            offenders.setdefault(path.name, []).append(name)
+    assert offenders == {}
+
+
+def test_runs_isolated_with_only_src_and_yaml(tmp_path):
+    """python -I -S: no site-packages; only src/ and PyYAML's directory on the path."""
+    yaml_dir = str(Path(yaml.__file__).parents[1])
+    shim = tmp_path / "yaml_only"
+    shim.mkdir()
+    (shim / "yaml").symlink_to(Path(yaml.__file__).parent)
+    if (Path(yaml_dir) / "_yaml").exists():
+        (shim / "_yaml").symlink_to(Path(yaml_dir) / "_yaml")
+    code = (
+        "import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]];"
+        "from nodeforge.bootstrap import cli, userdata, plan, writer, imds;"
+        "import nodeforge.bootstrap.cli as c; raise SystemExit(c.main(['--help']))"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code, str(SRC), str(shim)],
+        capture_output=True, text=True, env={"PATH": os.environ.get("PATH", "")}, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    assert "exit codes:" in completed.stdout
+    listing = code.replace("raise SystemExit(c.main(['--help']))", "print(sorted(sys.modules))")
+    loaded = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", listing, str(SRC), str(shim)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    modules = {name.strip("' ") for name in loaded.stdout.strip("[]\n").split(",")}
+    assert not {"requests", "typer", "rich", "pydantic", "boto3", "nodeforge.cli"} & modules
+
+
+def test_module_entry_point_as_subprocess(tmp_path):
+    from bootstrap_helpers import INPUTS
+
+    from nodeforge.fake_imds import FakeImdsServer
+
+    with FakeImdsServer() as state:
+        state.user_data = (INPUTS / "eksctl-al2.sh").read_bytes()
+        completed = subprocess.run(
+            [sys.executable, "-m", "nodeforge.bootstrap", "--root", str(tmp_path), "--imds-endpoint", state.endpoint,
+             "--cpus", "2", "--json"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    import json
+
+    report = json.loads(completed.stdout)
+    assert report["facts"]["maxPods"] == 58
+    assert {f["path"]: f["action"] for f in report["files"]}["/etc/kubernetes/kubelet/config.json"] == "created"
+    assert report["services"] == []  # --root is not /: systemd is left alone
