@@ -120,8 +120,10 @@ def bootstrap_cmd(ctx: typer.Context) -> None:
 
 def _mount_subcommands() -> None:
     from nodeforge import packer_cli
+    from nodeforge.catalog.cli import app as catalog_app
 
     app.command("build-vars")(packer_cli.build_vars)
+    app.add_typer(catalog_app, name="catalog")
 
 
 _mount_subcommands()

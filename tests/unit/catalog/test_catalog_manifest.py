@@ -1,0 +1,252 @@
+"""Packer manifests into records: the real format, normalisation, and a clear error for every bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nodeforge.catalog import synthetic
+from nodeforge.catalog.errors import ManifestError
+from nodeforge.catalog.manifest import parse_manifest, read_manifest
+
+AMI_A = "ami-0abc12345678def90"
+AMI_B = "ami-0def12345678abc90"
+
+# What packer/local.pkr.hcl writes today (docker builder, docker-tag post-processor): no os, no arch.
+LOCAL_MANIFEST = {
+    "builds": [
+        {
+            "name": "node",
+            "builder_type": "docker",
+            "build_time": 1795665854,
+            "files": None,
+            "artifact_id": "nodeforge/node:dev1",
+            "packer_run_uuid": "3b95b80e-00b6-3dda-160c-18e25f9df620",
+            "custom_data": {
+                "base_image": "nodeforge/base:bookworm-c2d0c8f73bd1",
+                "git_commit": "6b9dc09254dc",
+                "kubernetes_version": "1.31",
+                "template": "local",
+            },
+        }
+    ],
+    "last_run_uuid": "3b95b80e-00b6-3dda-160c-18e25f9df620",
+}
+
+
+def parse(document: object, **kwargs: object) -> list:
+    return parse_manifest(json.dumps(document), source="m.json", **kwargs)
+
+
+def test_amazon_ebs_build_with_region_copies() -> None:
+    build = synthetic.build(
+        run="r1",
+        amis={"us-east-1": AMI_A, "us-west-2": AMI_B},
+        arch="amd64",
+        kubelet_version="1.31.2",
+        containerd_version="1.7.23",
+        runc_version="1.1.15",
+        kernel_version="6.1.115",
+        source_image="ami-0123456789abcdef0",
+        git_commit="abc123",
+        template="eks-al2023",
+        build_id="b-7",
+        image_name="nodeforge-al2023-1.31-b7",
+        account_id="123456789012",
+        os_version="2023.6",
+        nvidia_driver="550.1",
+    )
+    [image] = parse(synthetic.manifest([build]))
+    assert image.arch == "x86_64"
+    assert [(a.region, a.artifact_id, a.account_id) for a in image.artifacts] == [
+        ("us-east-1", AMI_A, "123456789012"),
+        ("us-west-2", AMI_B, "123456789012"),
+    ]
+    assert image.name == "nodeforge-al2023-1.31-b7"
+    assert image.build_id == "b-7"
+    assert image.components() == {
+        "kubernetes_version": "1.31",
+        "os": "al2023",
+        "os_version": "2023.6",
+        "arch": "x86_64",
+        "kubelet_version": "1.31.2",
+        "containerd_version": "1.7.23",
+        "runc_version": "1.1.15",
+        "kernel_version": "6.1.115",
+        "source_image": "ami-0123456789abcdef0",
+        "git_commit": "abc123",
+        "template": "eks-al2023",
+        "nvidia_driver": "550.1",
+    }
+    assert image.id.startswith("nf-") and len(image.id) == 15
+    assert image.digest.startswith("sha256:")
+
+
+def test_aarch64_is_arm64() -> None:
+    [image] = parse(synthetic.manifest([synthetic.build(run="r", amis={"us-east-1": AMI_A}, arch="aarch64")]))
+    assert image.arch == "arm64"
+
+
+def test_docker_digest_artifact_is_region_local() -> None:
+    build = synthetic.build(run="r", amis={}, os="debian12")
+    build.update(builder_type="docker", artifact_id="sha256:" + "a" * 64)
+    [image] = parse(synthetic.manifest([build]))
+    assert [(a.region, a.artifact_id) for a in image.artifacts] == [("local", "sha256:" + "a" * 64)]
+
+
+def test_local_bake_manifest_with_defaults() -> None:
+    [image] = parse(LOCAL_MANIFEST, defaults={"os": "debian12", "arch": "amd64"})
+    assert (image.os, image.arch, image.kubernetes_version) == ("debian12", "x86_64", "1.31")
+    assert image.source_image == "nodeforge/base:bookworm-c2d0c8f73bd1"  # base_image is read as source_image
+    assert image.name == "nodeforge/node:dev1"
+    assert image.artifacts[0].region == "local"
+
+
+def test_defaults_never_override_the_manifest() -> None:
+    [image] = parse(LOCAL_MANIFEST, defaults={"os": "debian12", "arch": "arm64", "kubernetes_version": "1.20"})
+    assert image.kubernetes_version == "1.31"
+
+
+def test_last_run_only_and_several_runs() -> None:
+    builds = [
+        synthetic.build(run="r1", amis={"us-east-1": AMI_A}, build_time=1),
+        synthetic.build(run="r2", amis={"us-east-1": AMI_B}, build_time=2),
+    ]
+    assert len(parse(synthetic.manifest(builds, "r1"))) == 2
+    [only] = parse(synthetic.manifest(builds, "r1"), last_run_only=True)
+    assert only.artifacts[0].artifact_id == AMI_A
+
+
+def test_same_build_twice_in_a_file_counts_once() -> None:
+    build = synthetic.build(run="r1", amis={"us-east-1": AMI_A})
+    assert len(parse(synthetic.manifest([build, dict(build)]))) == 1
+
+
+def test_digest_is_stable_and_follows_content() -> None:
+    one = synthetic.build(run="r1", amis={"us-east-1": AMI_A}, kubelet_version="1.31.2")
+    same = synthetic.build(run="r2", amis={"us-west-2": AMI_B}, kubelet_version="1.31.2")
+    same["custom_data"] = dict(reversed(list(same["custom_data"].items())))
+    other = synthetic.build(run="r3", amis={"eu-west-1": "ami-0aaaaaaaaaaaaaaa1"}, kubelet_version="1.31.3")
+    a, b, c = parse(synthetic.manifest([one, same, other]))
+    assert a.digest == b.digest != c.digest
+    assert a.id != b.id
+
+
+def good() -> dict:
+    return synthetic.manifest([synthetic.build(run="r1", amis={"us-east-1": AMI_A})])
+
+
+def with_build(**changes: object) -> dict:
+    document = good()
+    document["builds"][0].update(changes)
+    return document
+
+
+def with_data(**changes: object) -> dict:
+    document = good()
+    data = document["builds"][0]["custom_data"]
+    for key, value in changes.items():
+        if value is None:
+            data.pop(key)
+        else:
+            data[key] = value
+    return document
+
+
+BAD = {
+    "top-level list": ([], "", "JSON object"),
+    "no builds": ({"last_run_uuid": "x"}, "builds", "missing"),
+    "builds not a list": ({"builds": {}}, "builds", "must be a list"),
+    "builds empty": ({"builds": []}, "builds", "empty"),
+    "build not an object": ({"builds": ["x"]}, "builds[0]", "must be an object"),
+    "no custom_data": (with_build(custom_data=None), "builds[0].custom_data", "missing"),
+    "custom_data a list": (with_build(custom_data=[]), "builds[0].custom_data", "must be an object"),
+    "no arch": (with_data(arch=None), "builds[0].custom_data.arch", "missing"),
+    "no os": (with_data(os=None), "builds[0].custom_data.os", "missing"),
+    "no kubernetes_version": (
+        with_data(kubernetes_version=None),
+        "builds[0].custom_data.kubernetes_version",
+        "missing",
+    ),
+    "unknown arch": (with_data(arch="sparc"), "builds[0].custom_data.arch", "unknown arch 'sparc'"),
+    "patch version": (with_data(kubernetes_version="1.31.2"), "builds[0].custom_data.kubernetes_version", "minor"),
+    "bad os": (with_data(os="Amazon Linux"), "builds[0].custom_data.os", "not an OS name"),
+    "number in custom_data": (with_data(kubelet_version=1.31), "builds[0].custom_data.kubelet_version", "string"),
+    "reserved key": (with_data(channel="stable"), "builds[0].custom_data.channel", "reserved"),
+    "bad account": (with_data(account_id="12345"), "builds[0].custom_data.account_id", "12-digit"),
+    "no colon": (with_build(artifact_id="us-east-1ami-1"), "builds[0].artifact_id", "is not region:ami-id"),
+    "no ami": (with_build(artifact_id="us-east-1:"), "builds[0].artifact_id", "no AMI id"),
+    "bad ami": (with_build(artifact_id="us-east-1:ami-xyz"), "builds[0].artifact_id", "not an AMI id"),
+    "bad region": (with_build(artifact_id=f"useast:{AMI_A}"), "builds[0].artifact_id", "not an AWS region"),
+    "trailing comma": (with_build(artifact_id=f"us-east-1:{AMI_A},"), "builds[0].artifact_id", "empty entry"),
+    "region twice": (
+        with_build(artifact_id=f"us-east-1:{AMI_A},us-east-1:{AMI_B}"),
+        "builds[0].artifact_id",
+        "appears twice",
+    ),
+    "empty artifact_id": (with_build(artifact_id=""), "builds[0].artifact_id", "non-empty string"),
+    "no artifact_id": (with_build(artifact_id=None), "builds[0].artifact_id", "missing"),
+    "bad docker digest": (
+        with_build(builder_type="docker", artifact_id="sha256:abc"),
+        "builds[0].artifact_id",
+        "64 hex",
+    ),
+    "unsupported builder": (with_build(builder_type="qemu"), "builds[0].builder_type", "unsupported builder 'qemu'"),
+    "build_time text": (with_build(build_time="yesterday"), "builds[0].build_time", "Unix seconds"),
+    "no run uuid": (with_build(packer_run_uuid=None), "builds[0].packer_run_uuid", "missing"),
+    "last_run_uuid unknown": ({**good(), "last_run_uuid": "nope"}, "last_run_uuid", "matches no build"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD), ids=list(BAD))
+def test_bad_manifest_names_the_field(case: str) -> None:
+    document, field, words = BAD[case]
+    with pytest.raises(ManifestError) as caught:
+        parse(document)
+    assert caught.value.field == field
+    assert caught.value.path == "m.json"
+    assert str(caught.value).startswith(f"m.json: {field}:" if field else "m.json:")
+    assert words in str(caught.value)
+
+
+def test_second_build_is_named_by_index() -> None:
+    document = synthetic.manifest(
+        [
+            synthetic.build(run="r1", amis={"us-east-1": AMI_A}),
+            synthetic.build(run="r2", amis={"us-east-1": AMI_B}, arch="ppc"),
+        ]
+    )
+    with pytest.raises(ManifestError, match=r"builds\[1\]\.custom_data\.arch"):
+        parse(document)
+
+
+def test_one_ami_in_two_builds() -> None:
+    document = synthetic.manifest(
+        [synthetic.build(run="r1", amis={"us-east-1": AMI_A}), synthetic.build(run="r2", amis={"us-east-1": AMI_A})]
+    )
+    with pytest.raises(ManifestError, match=r"builds\[1\]\.artifact_id: us-east-1:ami-\w+ is also .* builds\[0\]"):
+        parse(document)
+
+
+def test_same_build_key_different_content() -> None:
+    one = synthetic.build(run="r1", amis={"us-east-1": AMI_A}, kubelet_version="1.31.2")
+    two = synthetic.build(run="r1", amis={"us-east-1": AMI_A}, kubelet_version="1.31.3")
+    with pytest.raises(ManifestError, match=r"builds\[1\]: same packer_run_uuid and name as builds\[0\]"):
+        parse(synthetic.manifest([one, two]))
+
+
+def test_file_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match=r"missing\.json: no such file"):
+        read_manifest(tmp_path / "missing.json")
+    with pytest.raises(ManifestError, match="is a directory"):
+        read_manifest(tmp_path)
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"builds": [')
+    with pytest.raises(ManifestError, match=r"broken\.json: not JSON \(.* line 1 column 13\)"):
+        read_manifest(broken)
+    binary = tmp_path / "binary.json"
+    binary.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ManifestError, match="not UTF-8"):
+        read_manifest(binary)
