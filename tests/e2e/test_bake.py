@@ -66,3 +66,23 @@ def test_image_carries_no_secrets_or_identity(baked):
     machine_id = [line for line in listing.splitlines() if line.endswith(" etc/machine-id")]
     assert machine_id and machine_id[0].split()[2] == "0"
     assert docker.image_labels(report.image)["org.nodeforge.kubernetes-version"] == "1.31"
+
+
+def test_manifest_ingests_into_catalog(baked, tmp_path):
+    """The local bake's manifest follows the catalog's custom_data contract: ingest, then ask for the latest."""
+    from typer.testing import CliRunner
+
+    from nodeforge.cli import app
+
+    report, _ = baked
+    db = str(tmp_path / "catalog.db")
+    runner = CliRunner()
+    ingest = runner.invoke(app, ["catalog", "ingest", report.manifest, "--db", db])
+    assert ingest.exit_code == 0, ingest.output
+    latest = runner.invoke(
+        app,
+        ["catalog", "latest", "-k", "1.31", "--os", "debian12", "--arch", "x86_64", "--region", "local",
+         "--channel", "candidate", "--db", db, "--output", "json"],
+    )  # fmt: skip
+    assert latest.exit_code == 0, latest.output
+    assert "nodeforge/node:e2e-test" in latest.output
