@@ -1,0 +1,116 @@
+"""The roles' Amazon Linux paths, exercised as far as this machine allows: with Amazon Linux facts, each role
+resolves its OS-specific variables (dnf/yum package names, chrony paths, versionlock plugin) and renders its
+OS-dependent files, and the containerd configuration means the same as the one the Debian instances run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PLAYBOOK = REPO / "tests" / "resources" / "amazon_render.yml"
+
+# (distribution, major version, os family, architecture, containerd version the OS ships)
+TARGETS = {
+    "al2023-x86_64": ("Amazon", "2023", "RedHat", "x86_64", "2.1.5"),
+    "al2023-arm64": ("Amazon", "2023", "RedHat", "aarch64", "2.1.5"),
+    "al2-x86_64": ("Amazon", "2", "RedHat", "x86_64", "1.7.27"),
+    "debian12": ("Debian", "12", "Debian", "x86_64", "1.6.20"),
+}
+
+
+def render(name: str, tmp_path: Path) -> tuple[dict, dict, str]:
+    distribution, major, family, arch, containerd = TARGETS[name]
+    out = tmp_path / name
+    extra = {
+        "ansible_facts": {
+            "distribution": distribution,
+            "distribution_major_version": major,
+            "os_family": family,
+            "architecture": arch,
+        },
+        "render_containerd_version": containerd,
+        "render_dir": str(out),
+    }
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0")
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), str(PLAYBOOK), "-e", json.dumps(extra)],
+        capture_output=True, text=True, cwd=REPO, env=env, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    resolved = json.loads((out / "resolved.json").read_text())
+    config = tomllib.loads((out / "containerd-config.toml").read_text())
+    return resolved, config, (out / "chrony.conf").read_text()
+
+
+def effective(config: dict) -> dict:
+    """The settings that matter, whichever schema (version 2 for containerd 1.x, 3 for 2.x) carries them."""
+    plugins = config["plugins"]
+    if config["version"] == 3:
+        images, runtime = plugins["io.containerd.cri.v1.images"], plugins["io.containerd.cri.v1.runtime"]
+        runc = runtime["containerd"]["runtimes"]["runc"]
+        return {
+            "sandbox": images["pinned_images"]["sandbox"],
+            "systemd_cgroup": runc["options"]["SystemdCgroup"],
+            "runtime_type": runc["runtime_type"],
+            "cni_bin": runtime["cni"]["bin_dirs"],
+            "cni_conf": runtime["cni"]["conf_dir"],
+            "registry_config_path": images["registry"]["config_path"],
+            "imports": config["imports"],
+        }
+    cri = plugins["io.containerd.grpc.v1.cri"]
+    runc = cri["containerd"]["runtimes"]["runc"]
+    return {
+        "sandbox": cri["sandbox_image"],
+        "systemd_cgroup": runc["options"]["SystemdCgroup"],
+        "runtime_type": runc["runtime_type"],
+        "cni_bin": [cri["cni"]["bin_dir"]],
+        "cni_conf": cri["cni"]["conf_dir"],
+        "registry_config_path": cri["registry"]["config_path"],
+        "imports": config["imports"],
+    }
+
+
+@pytest.fixture(scope="module")
+def debian(tmp_path_factory):
+    return render("debian12", tmp_path_factory.mktemp("render"))
+
+
+@pytest.mark.parametrize("name", ["al2023-x86_64", "al2023-arm64", "al2-x86_64"])
+def test_amazon_linux_paths(name, tmp_path, debian):
+    resolved, config, chrony = render(name, tmp_path)
+    _, debian_config, debian_chrony = debian
+    # dnf/yum package names and Amazon Linux file locations
+    assert "conntrack-tools" in resolved["node_base_os_packages"]
+    assert resolved["node_base_chrony_config_path"] == "/etc/chrony.conf"
+    assert resolved["node_base_chrony_service"] == "chronyd"
+    assert resolved["containerd_version_separator"] == "-"
+    assert resolved["containerd_versionlock_packages"] == (
+        ["python3-dnf-plugin-versionlock"] if "al2023" in name else ["yum-plugin-versionlock"]
+    )
+    assert resolved["containerd_os_cni_packages"] == []  # the VPC CNI brings its plugins on Amazon Linux
+    assert resolved["sysprep_package_cache_dirs"] == ["/var/cache/dnf", "/var/cache/yum"]
+    assert resolved["bootstrap_agent_os_packages"] == ["python3", "python3-pyyaml"]
+    # containerd 2.x (AL2023) gets the version 3 schema, 1.x the version 2 schema; both mean what Debian's means
+    assert config["version"] == (3 if "al2023" in name else 2)
+    assert effective(config) == effective(debian_config)
+
+    # the same time sync configuration, with Amazon Linux's drift file location
+    def servers(text: str) -> list[str]:
+        return [line for line in text.splitlines() if not line.startswith("driftfile")]
+
+    assert servers(chrony) == servers(debian_chrony)
+    assert "driftfile /var/lib/chrony/drift" in chrony
+
+
+def test_debian_paths(debian):
+    resolved, config, _ = debian
+    assert resolved["node_base_chrony_config_path"] == "/etc/chrony/chrony.conf"
+    assert resolved["containerd_os_cni_packages"] == ["containernetworking-plugins"]
+    assert config["version"] == 2
