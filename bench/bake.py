@@ -36,7 +36,7 @@ def converge_twice() -> tuple[float, float, str]:
                 ["molecule", "converge", "-s", "default"], cwd=REPO, env=env, capture_output=True, text=True, check=True
             )
             times.append(time.monotonic() - started)
-            recap = (re.findall(r"nodeforge-molecule\s+:\s+ok=\d+\s+changed=\d+", proc.stdout) or [""])[-1]
+            recap = (re.findall(r"nodeforge-default\s+:\s+ok=\d+\s+changed=\d+", proc.stdout) or [""])[-1]
     finally:
         subprocess.run(["molecule", "destroy", "-s", "default"], cwd=REPO, env=env, capture_output=True, check=False)
     return times[0], times[1], recap

@@ -4,11 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
-export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0
+export ANSIBLE_FORCE_COLOR=0 NO_COLOR=1
 
 ./scripts/lint.sh
 # Base image and fixtures first: Molecule's instances start from the base image.
 nodeforge base
 nodeforge fixtures
 # pytest drives everything else: unit tests, Molecule scenarios (tests/e2e/test_molecule.py) and the bake.
-exec pytest -ra "$@"
+# Three workers: Molecule scenarios mostly wait on package downloads and containers, not on the 2 CPUs.
+exec pytest -ra -n "${NODEFORGE_TEST_WORKERS:-3}" --dist loadgroup "$@"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,12 @@ from nodeforge.mirror import ArtifactMirror
 from nodeforge.releases import kubelet_releases
 
 REPO = Path(__file__).resolve().parents[1]
+
+# CLI output is asserted as plain text: typer forces a colour terminal when PY_COLORS or FORCE_COLOR is set at
+# all (even to 0), so clear them before any test imports typer.
+for _var in ("PY_COLORS", "FORCE_COLOR"):
+    os.environ.pop(_var, None)
+os.environ["NO_COLOR"] = "1"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -16,6 +16,9 @@ from nodeforge import docker
 from nodeforge.base import BaseSpec
 from nodeforge.mirror import ArtifactMirror
 
+# module-scoped fixtures (one bake, one instance): keep this file on one xdist worker
+pytestmark = pytest.mark.xdist_group("bad-input")
+
 REPO = Path(__file__).resolve().parents[2]
 RELEASE_PATH = "1.31.3/2024-12-12/bin/linux/amd64"
 

@@ -11,6 +11,9 @@ import pytest
 from nodeforge import docker
 from nodeforge.bake import BakeOptions, bake_local
 
+# module-scoped fixtures (one bake, one instance): keep this file on one xdist worker
+pytestmark = pytest.mark.xdist_group("bake")
+
 
 @pytest.fixture(scope="module")
 def baked(tmp_path_factory: pytest.TempPathFactory):

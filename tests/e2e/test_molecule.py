@@ -19,7 +19,10 @@ def test_every_role_has_a_scenario():
     assert "default" in SCENARIOS
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS)
+# Each scenario has its own instance (nodeforge-<scenario>), so scenarios run in parallel under pytest-xdist.
+@pytest.mark.parametrize(
+    "scenario", [pytest.param(s, marks=pytest.mark.xdist_group(f"molecule-{s}")) for s in SCENARIOS]
+)
 def test_molecule_scenario(scenario, mirror, tmp_path):
     env = dict(
         os.environ,
