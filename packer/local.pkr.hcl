@@ -146,7 +146,11 @@ build {
   provisioner "shell" {
     # /tmp is a tmpfs in the instance, which `docker cp` cannot write to.
     remote_folder = "/var/tmp"
-    inline        = ["systemctl is-system-running --wait || systemctl --failed --no-legend"]
+    # systemd has just been started as PID 1: wait until it answers on its bus and has finished booting.
+    inline = [
+      "for i in $(seq 1 120); do case \"$(systemctl is-system-running 2>/dev/null)\" in running|degraded) break ;; esac; sleep 0.5; done",
+      "systemctl is-system-running --wait || systemctl --failed --no-legend",
+    ]
   }
 
   provisioner "ansible" {
