@@ -33,8 +33,15 @@ def converge_twice() -> tuple[float, float, str]:
         for _ in range(2):
             started = time.monotonic()
             proc = subprocess.run(
-                ["molecule", "converge", "-s", "default"], cwd=REPO, env=env, capture_output=True, text=True, check=True
+                ["molecule", "converge", "-s", "default"],
+                cwd=REPO,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
             )
+            if proc.returncode != 0:
+                raise SystemExit(f"molecule converge failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")
             times.append(time.monotonic() - started)
             recap = (re.findall(r"nodeforge-default\s+:\s+ok=\d+\s+changed=\d+", proc.stdout) or [""])[-1]
     finally:

@@ -142,3 +142,46 @@ def test_cis_breaking_override_refused(instance, tmp_path, mirror):
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "break a CIS EKS worker-node setting" in out, out[-2000:]
+
+
+FAST_RETRIES = {"kubelet_download_retries": 2, "kubelet_download_delay": 1, "kubelet_download_timeout": 3}
+
+
+@pytest.mark.parametrize(
+    ("fault", "needle"),
+    [("http500", "HTTP Error 500"), ("truncate", "(expected sha256"), ("stall", "timed out")],
+)
+def test_artifact_source_faults(instance, tmp_path, fixture_tree, fault, needle):
+    """500s, a truncated body and a stalled server: retried, then a clear error; no half-written binary."""
+    from faulty_mirror import faulty_mirror
+
+    with faulty_mirror(fixture_tree, fault) as url:
+        proc = converge(instance, tmp_path, "kubelet", {"kubelet_artifact_source": url, **FAST_RETRIES})
+    assert_failed_cleanly(instance, proc, f"for {url}/{RELEASE_PATH}/kubelet", needle)
+    out = proc.stdout + proc.stderr
+    assert "Nothing was installed at /usr/bin/kubelet" in out
+    assert out.count("FAILED - RETRYING") >= 2, "the download was not retried"
+
+
+def test_transient_faults_are_retried(instance, tmp_path, fixture_tree):
+    """Two failed attempts, then the mirror recovers: the binary is installed, verified."""
+    from faulty_mirror import faulty_mirror
+
+    with faulty_mirror(fixture_tree, "http500", failures=2) as url:
+        proc = converge(
+            instance,
+            tmp_path,
+            "kubelet",
+            {
+                "kubelet_artifact_source": url,
+                "kubelet_bin_path": "/opt/nodeforge-retry/kubelet",
+                "kubelet_credential_provider_enabled": False,
+                **FAST_RETRIES,
+            },
+        )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    digest = subprocess.run(
+        ["docker", "exec", instance, "sha256sum", "/opt/nodeforge-retry/kubelet"], capture_output=True, text=True
+    ).stdout.split()[0]
+    assert digest == (fixture_tree / RELEASE_PATH / "kubelet.sha256").read_text().split()[0]
+    subprocess.run(["docker", "exec", instance, "rm", "-rf", "/opt/nodeforge-retry"], check=False)
