@@ -15,7 +15,9 @@ from nodeforge.bake import BakeOptions, bake_local
 pytestmark = pytest.mark.xdist_group("bake")
 
 
-@pytest.fixture(scope="module")
+# Session scope: under xdist the group's tests share a worker but may be interleaved with other modules' tests,
+# which would tear a module-scoped bake down (and remove its image) between them.
+@pytest.fixture(scope="session")
 def baked(tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("bake")
     options = BakeOptions(image_tag="e2e-test", out_dir=out)
