@@ -82,7 +82,7 @@ def instance_run_args() -> list[str]:
 
 def start_instance(image: str, name: str) -> str:
     """Start a systemd instance of an image and wait until systemd has finished booting."""
-    subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True, check=False)
+    remove(name)
     run(["run", "-d", "--name", name, *instance_run_args(), image, "/lib/systemd/systemd"])
     deadline = time.monotonic() + 90
     state = ""
@@ -99,7 +99,7 @@ def start_instance(image: str, name: str) -> str:
 
 def start_static(image: str, name: str) -> None:
     """Start an instance of an image that does not boot it (no systemd, no network): the image as shipped."""
-    subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True, check=False)
+    remove(name)
     run(["run", "-d", "--name", name, "--network", "none", "--entrypoint", "/bin/sleep", image, "infinity"])
 
 
