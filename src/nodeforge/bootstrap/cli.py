@@ -28,6 +28,7 @@ from nodeforge.bootstrap.errors import (
 from nodeforge.bootstrap.imds import ImdsClient, resolve_endpoint
 from nodeforge.bootstrap.kubelet import parse_kubelet_version
 from nodeforge.bootstrap.model import NodeSettings, validate
+from nodeforge.bootstrap.settings import SYSCTL_PATH
 
 EPILOG = f"""\
 modes:
@@ -189,12 +190,21 @@ def _run(argv: list[str], out: TextIO, err: TextIO, diagnostics: Diagnostics) ->
     started: list[str] = []
     start = not (args.dry_run or args.no_start) and root == Path("/")
     if start:
-        started = services.start(
+        if SYSCTL_PATH in changed:  # before the kubelet starts: protectKernelDefaults checks the kernel's values
+            started.extend(_reload_sysctls())
+        started += services.start(
             containerd_changed=any(path.startswith("/etc/containerd/") for path in changed),
             kubelet_changed=bool(changed),
         )
     _report(out, args, built, outcomes, started, warnings)
     return EXIT_OK
+
+
+def _reload_sysctls() -> list[str]:
+    """Apply the sysctl.d files now (systemd-sysctl ran before the agent wrote its file); returns the command."""
+    command = ["restart", "systemd-sysctl.service"]
+    services._run(command)
+    return [" ".join([services.SYSTEMCTL, *command])]
 
 
 def _report(

@@ -12,6 +12,7 @@ import binascii
 import ipaddress
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -85,8 +86,41 @@ class NodeConfig:
 
 
 @dataclass
+class RegistryMirror:
+    """Pull endpoints tried, in order, before ``registry`` itself (``*``: every registry)."""
+
+    registry: str
+    endpoints: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RegistryCredential:
+    """Credentials for one registry: ``auth`` (base64 of user:password), username + password, or an identity token."""
+
+    registry: str
+    username: str = ""
+    password: str = ""
+    auth: str = ""
+    identity_token: str = ""
+
+
+@dataclass
+class HostSettings:
+    """Node settings NodeConfig has no field for (Bottlerocket TOML only): registry mirrors and credentials,
+    kernel sysctls."""
+
+    mirrors: list[RegistryMirror] = field(default_factory=list)
+    credentials: list[RegistryCredential] = field(default_factory=list)
+    sysctls: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
 class NodeSettings:
-    """What every dialect boils down to: a NodeConfig plus the few legacy knobs NodeConfig has no field for."""
+    """What every dialect boils down to: a NodeConfig plus the few legacy knobs NodeConfig has no field for.
+
+    ``field_names`` maps the model's field paths (``spec.cluster.name``) to the names the input used
+    (``settings.kubernetes.cluster-name``), so that validation errors name what the user wrote.
+    """
 
     node_config: NodeConfig
     dialect: str
@@ -96,6 +130,8 @@ class NodeSettings:
     max_pods: int | None = None
     pause_account: str = ""
     pause_version: str = ""
+    host: HostSettings = field(default_factory=HostSettings)
+    field_names: dict[str, str] = field(default_factory=dict)
 
     @property
     def spec(self) -> NodeConfigSpec:
@@ -266,10 +302,25 @@ def check_https_url(value: str) -> str | None:
     return None
 
 
+def _renaming(names: dict[str, str], emit: Callable[[str], None]) -> Callable[[str], None]:
+    """``emit`` with the leading field path of each message (``spec.cluster.name: ...``, ``clusterDNS[0]: ...``)
+    replaced by the input's name for it, when ``names`` has one."""
+    if not names:
+        return emit
+
+    def renamed(message: str) -> None:
+        path, colon, rest = message.partition(":")
+        base, bracket, index = path.partition("[")
+        emit(names[base] + bracket + index + colon + rest if colon and base in names else message)
+
+    return renamed
+
+
 def validate(settings: NodeSettings, diagnostics: Diagnostics, *, strict: bool = False) -> None:
     """Semantic checks on the merged settings; problems go to ``diagnostics``."""
     cluster = settings.spec.cluster
-    error = diagnostics.error
+    error = _renaming(settings.field_names, diagnostics.error)
+    warn = _renaming(settings.field_names, diagnostics.warn)
     if not cluster.name:
         error("spec.cluster.name: required (the EKS cluster name)")
     elif not _CLUSTER_NAME.match(cluster.name):
@@ -282,7 +333,7 @@ def validate(settings: NodeSettings, diagnostics: Diagnostics, *, strict: bool =
         error("spec.cluster.certificateAuthority: required (base64 of the cluster CA bundle)")
     elif b"-----BEGIN CERTIFICATE-----" not in cluster.certificate_authority:
         message = "spec.cluster.certificateAuthority: does not decode to a PEM certificate"
-        error(message) if strict else diagnostics.warn(message)
+        error(message) if strict else warn(message)
     if cluster.cidr:
         try:
             ipaddress.ip_network(cluster.cidr, strict=False)
@@ -329,6 +380,6 @@ def validate(settings: NodeSettings, diagnostics: Diagnostics, *, strict: bool =
             message = (
                 f"spec.featureGates.{gate}: unknown feature gate (known: {', '.join(sorted(KNOWN_FEATURE_GATES))})"
             )
-            error(message) if strict else diagnostics.warn(message + "; ignored")
+            error(message) if strict else warn(message + "; ignored")
     if settings.max_pods is not None and settings.max_pods <= 0:
         error(f"max-pods: must be a positive integer, not {settings.max_pods}")

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from nodeforge.bootstrap import cis, containerd, kubelet, maxpods
-from nodeforge.bootstrap.errors import BootstrapError, CisError, Diagnostics
+from nodeforge.bootstrap import settings as settings_model
+from nodeforge.bootstrap.errors import BootstrapError, CisError, Diagnostics, InvalidInputError
 from nodeforge.bootstrap.merge import deep_merge
 from nodeforge.bootstrap.metadata import InstanceMetadata
 from nodeforge.bootstrap.model import NodeSettings
@@ -174,19 +175,22 @@ def build(settings: NodeSettings, metadata: InstanceMetadata, options: PlanOptio
     flags.extend(user_flags)
 
     effective = cis.apply_flags(deep_merge(config, dropin or {}), flags)
-    broken = cis.violations(effective)
+    broken = cis.violations(effective) + settings_model.sysctl_violations(settings.host.sysctls)
     if broken and options.cis_mode == "enforce":
         raise CisError("the kubelet configuration would break CIS settings (use --cis-mode=warn to allow)", broken)
     for violation in broken:
         diagnostics.warn(f"CIS: {violation} (applied anyway: --cis-mode=warn)")
 
+    base = containerd.base_config(options.root)
+    config_version = containerd.config_version(base)
     sandbox = None
     if settings.pause_account or settings.pause_version:
         image = containerd.pause_image(
             settings.pause_account, settings.pause_version, metadata.region, metadata.services_domain
         )
-        sandbox = containerd.sandbox_section(image, containerd.base_config_version(options.root))
-    containerd_dropin = containerd.render_dropin(spec.containerd.config, sandbox)
+        sandbox = containerd.sandbox_section(image, config_version)
+    registry = _registry_section(settings, base, config_version)
+    containerd_dropin = containerd.render_dropin(spec.containerd.config, sandbox, registry)
 
     kubeconfig = kubelet.render_kubeconfig(
         server=cluster.api_server_endpoint,
@@ -202,7 +206,10 @@ def build(settings: NodeSettings, metadata: InstanceMetadata, options: PlanOptio
     kubeconfig_path = kubelet.BOOTSTRAP_KUBECONFIG_PATH if outpost else kubelet.KUBECONFIG_PATH
     add(PlannedFile(kubeconfig_path, kubeconfig.encode(), 0o600))
     add(PlannedFile(kubelet.ENVIRONMENT_PATH, kubelet.render_environment(flags, settings.dialect).encode(), 0o644))
-    add(PlannedFile(containerd.DROPIN_PATH, None if containerd_dropin is None else containerd_dropin.encode()))
+    secret = bool(settings.host.credentials)  # registry credentials: readable by root only
+    add(PlannedFile(containerd.DROPIN_PATH, _encode(containerd_dropin), 0o600 if secret else 0o644))
+    plan.files.extend(_hosts_files(settings, options.root, diagnostics))
+    add(PlannedFile(settings_model.SYSCTL_PATH, _encode(settings_model.render_sysctl(settings.host.sysctls))))
     plan.facts = {
         "dialect": settings.dialect,
         "cluster": cluster.name,
@@ -213,3 +220,32 @@ def build(settings: NodeSettings, metadata: InstanceMetadata, options: PlanOptio
         "providerID": values.provider_id,
     }
     return plan
+
+
+def _encode(text: str | None) -> bytes | None:
+    return None if text is None else text.encode()
+
+
+def _registry_section(settings: NodeSettings, base: dict[str, Any], config_version: int) -> dict[str, Any] | None:
+    """The drop-in's CRI registry table: config_path for the mirrors (unless the image's already reads certs.d)
+    and credentials. containerd 1.x refuses config_path next to the older ``registry.mirrors``: so does this."""
+    host = settings.host
+    registry = containerd.base_registry(base, config_version)
+    path = containerd.config_path(registry) if host.mirrors else None
+    if path is not None and registry.get("mirrors"):
+        reason = f"{containerd.BASE_CONFIG_PATH} sets registry.mirrors, which containerd refuses next to config_path"
+        raise InvalidInputError("settings.container-registry.mirrors: cannot be applied on this image", [reason])
+    return containerd.registry_section(config_version, path, host.credentials)
+
+
+def _hosts_files(settings: NodeSettings, root: Path, diagnostics: Diagnostics) -> list[PlannedFile]:
+    """One hosts.toml per mirrored registry; those the agent wrote before and no longer wants are removed."""
+    files = []
+    for mirror in settings.host.mirrors:
+        path = containerd.hosts_path(mirror.registry)
+        if _under(root, path).exists() and path not in containerd.written_hosts_files(root):
+            diagnostics.warn(f"{path}: the image's file is replaced by settings.container-registry.mirrors")
+        files.append(PlannedFile(path, containerd.render_hosts(mirror).encode()))
+    wanted = {file.path for file in files}
+    files.extend(PlannedFile(path, None) for path in containerd.written_hosts_files(root) if path not in wanted)
+    return files

@@ -1,5 +1,9 @@
 """Apply a plan under a root prefix: atomic writes (temp file, fsync, rename), root:root ownership, the
-planned mode, and nothing touched when a file already has the planned content and mode."""
+planned mode, and nothing touched when a file already has the planned content and mode.
+
+A plan is applied as a whole: when a file cannot be written, the files already changed are put back as they
+were (and the directories created for them removed), so a failed run leaves no partial configuration.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +26,16 @@ class Outcome:
     path: str
     action: str  # "created", "updated", "removed", "unchanged", "absent" (not wanted and not there)
     diff: str = ""
+
+
+@dataclass
+class _Before:
+    """A file as it was before this run changed it (content None: it did not exist), to undo the change."""
+
+    path: str
+    content: bytes | None
+    mode: int
+    created_dirs: list[Path]
 
 
 def _target(root: Path, path: str) -> Path:
@@ -63,7 +77,7 @@ def preview(root: Path, files: list[PlannedFile]) -> list[Outcome]:
     return outcomes
 
 
-def _make_dirs(root: Path, directory: Path) -> None:
+def _make_dirs(root: Path, directory: Path, created: list[Path] | None = None) -> None:
     missing = []
     current = directory
     while not current.exists():
@@ -73,13 +87,15 @@ def _make_dirs(root: Path, directory: Path) -> None:
         node_path = "/" + str(path.relative_to(root)) if path != root else "/"
         mode = DIRECTORY_MODES.get(node_path, 0o755)
         path.mkdir(mode=mode)
+        if created is not None:
+            created.append(path)
         path.chmod(mode)  # mkdir's mode is filtered by the umask
 
 
-def _write(root: Path, planned: PlannedFile) -> None:
+def _write(root: Path, planned: PlannedFile, created: list[Path] | None = None) -> None:
     target = _target(root, planned.path)
     assert planned.content is not None
-    _make_dirs(root, target.parent)
+    _make_dirs(root, target.parent, created)
     descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(descriptor, "wb") as handle:
@@ -100,17 +116,43 @@ def _write(root: Path, planned: PlannedFile) -> None:
         os.close(directory)
 
 
-def apply(root: Path, files: list[PlannedFile]) -> list[Outcome]:
-    """Write what differs; report every file's outcome."""
-    outcomes = []
-    for planned in files:
-        action = _status(root, planned)
+def _before(root: Path, planned: PlannedFile) -> _Before:
+    target = _target(root, planned.path)
+    try:
+        return _Before(planned.path, target.read_bytes(), stat.S_IMODE(target.stat().st_mode), [])
+    except FileNotFoundError:
+        return _Before(planned.path, None, planned.mode, [])
+
+
+def _undo(root: Path, changed: list[_Before]) -> None:
+    """Put back the files this run changed, newest first; best effort (the error being reported matters more)."""
+    for before in reversed(changed):
         try:
+            if before.content is None:
+                _target(root, before.path).unlink(missing_ok=True)
+            else:
+                _write(root, PlannedFile(before.path, before.content, before.mode))
+            for directory in reversed(before.created_dirs):
+                directory.rmdir()
+        except OSError:
+            continue
+
+
+def apply(root: Path, files: list[PlannedFile]) -> list[Outcome]:
+    """Write what differs; report every file's outcome. On a failure, undo this run's changes and raise."""
+    outcomes = []
+    changed: list[_Before] = []
+    for planned in files:
+        try:
+            action = _status(root, planned)
             if action in ("created", "updated"):
-                _write(root, planned)
+                changed.append(_before(root, planned))
+                _write(root, planned, changed[-1].created_dirs)
             elif action == "removed":
+                changed.append(_before(root, planned))
                 _target(root, planned.path).unlink()
         except OSError as exc:
+            _undo(root, changed)
             raise WriteError(f"cannot write {planned.path} under {root}", [f"{exc.strerror or exc}"]) from exc
         outcomes.append(Outcome(planned.path, action))
     return outcomes

@@ -13,6 +13,10 @@ from bootstrap_helpers import GOLDEN, INPUTS, snapshot
 CASES = [
     "karpenter-al2023.mime",
     "karpenter-bottlerocket.toml",
+    "karpenter-bottlerocket-nodeclass.toml",
+    "eksctl-bottlerocket.toml",
+    "mng-bottlerocket.toml",
+    "terraform-eks-bottlerocket.toml",
     "eksctl-al2.sh",
     "mng-al2.mime",
     "terraform-eks-al2.sh",
@@ -45,7 +49,9 @@ def test_dialect_golden(agent, name):
         pytest.param(lambda data: base64.encodebytes(gzip.compress(data, mtime=0)), id="gzip+base64"),
     ],
 )
-@pytest.mark.parametrize("name", ["karpenter-al2023.mime", "eksctl-al2.sh", "karpenter-bottlerocket.toml"])
+@pytest.mark.parametrize(
+    "name", ["karpenter-al2023.mime", "eksctl-al2.sh", "karpenter-bottlerocket.toml", "mng-bottlerocket.toml"]
+)
 def test_wrapped_user_data_gives_the_same_files(agent, name, wrap):
     result = agent.run("--kubelet-version", "1.31", user_data=wrap((INPUTS / name).read_bytes()))
     assert result.code == 0, result.err
