@@ -1,4 +1,4 @@
-"""The local bake: base image -> Packer (docker builder + node playbook) -> verified, bootable image."""
+"""The local bake: base image -> Packer (docker builder + node playbook) -> clean, verified, bootable image."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from nodeforge.base import build_base
 from nodeforge.cli_support import StageReporter
 from nodeforge.diskimage import boot_check, build_disk_image
 from nodeforge.fixtures import build_artifact_tree, build_oci_image
+from nodeforge.hygiene import scan_rootfs_tar
 from nodeforge.mirror import ArtifactMirror
 from nodeforge.paths import cache_dir, repo_root
 from nodeforge.releases import kubelet_releases
@@ -52,6 +53,7 @@ class BakeReport:
     base_cached: bool = False
     timings: dict[str, float] = field(default_factory=dict)
     verify: dict[str, object] = field(default_factory=dict)
+    hygiene: dict[str, object] = field(default_factory=dict)
     boot: dict[str, object] = field(default_factory=dict)
 
     def write(self, path: Path) -> None:
@@ -139,6 +141,12 @@ def bake_local(options: BakeOptions, reporter: StageReporter | None = None) -> B
     tar = out / "rootfs.tar"
     stage("export", lambda: docker.export_image(image, tar))
     report.rootfs_tar, report.rootfs_tar_bytes = str(tar), tar.stat().st_size
+    hygiene = stage("hygiene scan", lambda: scan_rootfs_tar(tar))
+    report.hygiene = hygiene.to_dict()
+    if hygiene.findings:
+        report.write(out / "bake-report.json")
+        listed = "; ".join(f"{f.rule} {f.path}" for f in hygiene.findings[:20])
+        raise BakeError(f"{image} is not clean ({len(hygiene.findings)} findings): {listed}")
     if options.verify:
         build_oci_image(cache_dir() / "fixtures" / "busybox-oci.tar")
         result = stage("verify", lambda: verify_image(image, out_dir=out))

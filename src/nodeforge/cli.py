@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
@@ -90,19 +91,70 @@ def bake_cmd(
 def verify_cmd(
     image: Annotated[str, typer.Argument(help="Docker image of a baked node, e.g. nodeforge/node:TAG")],
     markers: Annotated[str | None, typer.Option("-m", help="Only checks with these pytest markers")] = None,
+    cis: Annotated[bool, typer.Option("--cis", help="Only the CIS EKS worker-node checks, as a table")] = False,
+    output: Annotated[str, typer.Option(help="text or json")] = "text",
 ) -> None:
-    """Run every node check (tests/infra) against an instance of IMAGE."""
+    """Run every node check (tests/infra) against an instance of IMAGE (--cis: the CIS table)."""
     from nodeforge.docker import DockerError
-    from nodeforge.verify import verify_image
+    from nodeforge.verify import check_results, verify_image
+
+    if output not in {"text", "json"}:
+        raise typer.BadParameter(f"unknown output {output!r} (text or json)", param_hint="--output")
+    selection = "cis" if cis else markers
+    if cis and markers:
+        selection = f"cis and ({markers})"
+    try:
+        with StageReporter(console if output == "text" else Console(stderr=True)).stage(f"verify {image}"):
+            result = verify_image(image, out_dir=cache_dir() / "verify", markers=selection)
+    except DockerError as exc:
+        Console(stderr=True).print(f"[red]verify failed:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    checks = check_results(result.junit) if cis else []
+    if output == "json":
+        summary = {"image": image, "passed": result.passed, "failed": result.failed, "skipped": result.skipped}
+        print(json.dumps({**summary, "checks": [c.to_dict() for c in checks], "log": str(result.report)}, indent=2))
+    else:
+        if cis:
+            _print_checks(image, checks)
+        console.print(f"{result.passed} passed, {result.failed} failed, {result.skipped} skipped (log {result.report})")
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def _print_checks(image: str, checks: list) -> None:
+    table = Table(title=f"CIS Amazon EKS benchmark, worker node: {image}")
+    for column in ("id", "check", "result", "detail"):
+        table.add_column(column)
+    style = {"pass": "[green]PASS[/green]", "fail": "[red]FAIL[/red]", "skip": "[yellow]SKIP[/yellow]"}
+    for check in checks:
+        table.add_row(check.id, check.title, style[check.status], check.message[:80])
+    console.print(table)
+
+
+@app.command("scan")
+def scan_cmd(
+    rootfs: Annotated[Path, typer.Argument(help="Root filesystem tar of an image (build/local/TAG/rootfs.tar)")],
+    output: Annotated[str, typer.Option(help="text or json")] = "text",
+) -> None:
+    """Image hygiene: keys, credentials, identity, histories, caches, logs, world-writable files."""
+    from nodeforge.hygiene import RULES, HygieneError, scan_rootfs_tar
 
     try:
-        with StageReporter(console).stage(f"verify {image}"):
-            result = verify_image(image, out_dir=cache_dir() / "verify", markers=markers)
-    except DockerError as exc:
-        console.print(f"[red]verify failed:[/red] {exc}")
+        result = scan_rootfs_tar(rootfs)
+    except HygieneError as exc:
+        Console(stderr=True).print(f"[red]scan failed:[/red] {exc}")
         raise typer.Exit(2) from exc
-    console.print(f"{result.passed} passed, {result.failed} failed, {result.skipped} skipped (log {result.report})")
-    if not result.ok:
+    if output == "json":
+        print(json.dumps({"image": str(rootfs), "rules": RULES, **result.to_dict()}, indent=2))
+    else:
+        table = Table(title=f"hygiene of {rootfs} ({result.members} entries)")
+        for column in ("rule", "path", "detail"):
+            table.add_column(column)
+        for finding in result.findings:
+            table.add_row(finding.rule, finding.path, finding.detail)
+        console.print(table)
+        console.print(f"{len(result.findings)} findings; rules: {', '.join(RULES)}")
+    if result.findings:
         raise typer.Exit(1)
 
 
@@ -121,9 +173,11 @@ def bootstrap_cmd(ctx: typer.Context) -> None:
 def _mount_subcommands() -> None:
     from nodeforge import packer_cli
     from nodeforge.catalog.cli import app as catalog_app
+    from nodeforge.settings_cli import app as settings_app
 
     app.command("build-vars")(packer_cli.build_vars)
     app.add_typer(catalog_app, name="catalog")
+    app.add_typer(settings_app, name="settings")
 
 
 _mount_subcommands()

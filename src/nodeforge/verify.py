@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
 import uuid
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from nodeforge import docker
@@ -23,10 +24,51 @@ class VerifyResult:
     skipped: int
     seconds: float
     report: Path
+    junit: list[Path] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return self.failed == 0 and self.passed > 0
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check of a junit report: its benchmark id (3.2.1 ...), title, status and the failure message."""
+
+    id: str
+    title: str
+    status: str  # pass | fail | skip
+    message: str
+    test: str
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+_CIS_NAME = re.compile(r"^test_cis_(?:(?P<id>\d+(?:_\d+)+)_)?(?P<title>[a-z0-9_]+?)(?:\[.*\])?$")
+
+
+def check_results(junits: list[Path], *, prefix: str = "test_cis_") -> list[CheckResult]:
+    """Per-check outcomes of the tests named PREFIX... in the junit reports, ordered by benchmark id."""
+    results = []
+    for junit in junits:
+        if not junit.exists():
+            continue
+        for case in ET.parse(junit).getroot().iter("testcase"):  # noqa: S314 - our own pytest's report
+            name = case.get("name", "")
+            match = _CIS_NAME.match(name)
+            if not name.startswith(prefix) or not match:
+                continue
+            status, message = "pass", ""
+            for child in case:
+                if child.tag in {"failure", "error"}:
+                    status, message = "fail", (child.get("message") or "").strip()
+                elif child.tag == "skipped":
+                    status, message = "skip", (child.get("message") or "").strip()
+            check_id = match.group("id").replace("_", ".") if match.group("id") else "legacy"
+            title = match.group("title").replace("_", " ")
+            results.append(CheckResult(check_id, title, status, message.splitlines()[0] if message else "", name))
+    return sorted(results, key=lambda r: ([int(x) for x in r.id.split(".")] if r.id[0].isdigit() else [99], r.title))
 
 
 def _count(junit: Path) -> tuple[int, int, int]:
@@ -50,6 +92,7 @@ def verify_image(image: str, *, out_dir: Path, markers: str | None = None, keep:
         env["NODEFORGE_KUBERNETES_VERSION"] = labels["org.nodeforge.kubernetes-version"]
     started = time.monotonic()
     totals = [0, 0, 0]
+    junits: list[Path] = []
     # Booted instance for the node checks; the image as shipped (not booted: booting writes a machine-id,
     # wtmp and a journal) for the sysprep checks.
     passes = [
@@ -74,7 +117,8 @@ def verify_image(image: str, *, out_dir: Path, markers: str | None = None, keep:
             finally:
                 if not keep:
                     docker.remove(name)
+            junits.append(junit)
             counts = _count(junit) if junit.exists() else (0, 1, 0)
             totals = [a + b for a, b in zip(totals, counts, strict=True)]
     passed, failed, skipped = totals
-    return VerifyResult(image, passed, failed, skipped, time.monotonic() - started, log)
+    return VerifyResult(image, passed, failed, skipped, time.monotonic() - started, log, junits)

@@ -73,6 +73,13 @@ def test_image_carries_no_secrets_or_identity(baked):
     assert docker.image_labels(report.image)["org.nodeforge.kubernetes-version"] == "1.31"
 
 
+def test_hygiene_scan_of_the_image_is_clean(baked):
+    """The bake's hygiene stage scanned every member of the exported root and found nothing."""
+    report, _ = baked
+    assert report.hygiene["clean"], report.hygiene["findings"]
+    assert report.hygiene["members"] > 10000
+
+
 def test_manifest_ingests_into_catalog(baked, tmp_path):
     """The local bake's manifest follows the catalog's custom_data contract: ingest, then ask for the latest."""
     from typer.testing import CliRunner

@@ -54,6 +54,27 @@ def test_unit_flags(host):
 
 
 # CIS Amazon EKS Benchmark, worker node section (kube-bench ids), config-file checks.
+# The kubeconfig is written at boot by the bootstrap agent (its output is checked per dialect in
+# test_bootstrap_agent.py); in an image, the directory that will hold it must already be closed.
+KUBECONFIG = "/var/lib/kubelet/kubeconfig"
+
+
+@pytest.mark.cis
+def test_cis_3_1_1_kubeconfig_permissions(host):
+    directory = host.file(KUBECONFIG.rsplit("/", 1)[0])
+    assert directory.is_directory and directory.mode & 0o077 == 0
+    if host.file(KUBECONFIG).exists:
+        assert host.file(KUBECONFIG).mode & 0o133 == 0  # 644 or more restrictive
+
+
+@pytest.mark.cis
+def test_cis_3_1_2_kubeconfig_ownership(host):
+    directory = host.file(KUBECONFIG.rsplit("/", 1)[0])
+    assert directory.user == "root" and directory.group == "root"
+    if host.file(KUBECONFIG).exists:
+        assert host.file(KUBECONFIG).user == "root" and host.file(KUBECONFIG).group == "root"
+
+
 @pytest.mark.cis
 def test_cis_3_1_3_config_permissions(host):
     assert host.file(CONFIG).mode & 0o133 == 0  # 644 or more restrictive
@@ -116,6 +137,16 @@ def test_cis_protect_kernel_defaults(host, kubelet_config):
     assert host.sysctl("vm.overcommit_memory") == 1
     assert host.sysctl("kernel.panic") == 10
     assert host.sysctl("kernel.panic_on_oops") == 1
+
+
+@pytest.mark.cis
+def test_cis_hostname_override_not_set(host):
+    """Older CIS EKS benchmark: kubelet does not get --hostname-override (the node name is the EC2 one)."""
+    for path in ("/etc/systemd/system/kubelet.service", "/etc/systemd/system/kubelet.service.d/10-kubelet-args.conf"):
+        assert "--hostname-override" not in host.file(path).content_string, path
+    environment = host.file("/etc/eks/kubelet/environment")
+    if environment.exists:
+        assert "--hostname-override" not in environment.content_string
 
 
 def test_cgroup_driver_matches_containerd(kubelet_config):

@@ -1,0 +1,224 @@
+"""Image hygiene: scan a baked root filesystem (a tar) for what must never ship in a node image.
+
+Rules (each finding names the rule, the path in the image and what was seen):
+
+* ``ssh-host-key``       SSH host keys (each instance must make its own)
+* ``authorized-keys``    any ``authorized_keys`` file
+* ``machine-id``         a non-empty ``/etc/machine-id`` (every instance would share the id)
+* ``cloud-init-state``   cloud-init's per-instance state
+* ``shell-history``      shell and tool histories
+* ``package-cache``      downloaded packages and package lists
+* ``log-content``        log files with content under /var/log
+* ``private-key``        PEM/OpenSSH private keys, anywhere
+* ``aws-credentials``    AWS access key ids with a secret, ``aws_secret_access_key`` settings, ``.aws/credentials``
+* ``world-writable``     world-writable files, or world-writable directories without the sticky bit, outside
+  the temporary directories
+
+The scan reads the tar once, member by member, without extracting it. Private keys inside files that a
+distribution package installed, unchanged (their md5 matches the package's dpkg ``md5sums``), are the
+distribution's own known-answer test vectors (libgnutls carries some for its self-tests), not secrets of the
+bake: they are reported apart as ``vendor_keys``, not as findings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import stat
+import tarfile
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path, PurePosixPath
+
+__all__ = ["RULES", "Finding", "HygieneError", "ScanResult", "scan_members", "scan_rootfs_tar"]
+
+RULES: dict[str, str] = {
+    "ssh-host-key": "SSH host keys",
+    "authorized-keys": "authorized_keys files",
+    "machine-id": "non-empty machine-id",
+    "cloud-init-state": "cloud-init instance state",
+    "shell-history": "shell and tool histories",
+    "package-cache": "package caches and lists",
+    "log-content": "log files with content",
+    "private-key": "private keys",
+    "aws-credentials": "AWS credentials",
+    "world-writable": "world-writable files outside /tmp",
+}
+
+HISTORY_NAMES = frozenset(
+    {
+        ".bash_history",
+        ".zsh_history",
+        ".sh_history",
+        ".ash_history",
+        ".history",
+        ".python_history",
+        ".lesshst",
+        ".viminfo",
+        ".mysql_history",
+        ".psql_history",
+        ".node_repl_history",
+        ".wget-hsts",
+    }
+)
+CLOUD_INIT_STATE = ("var/lib/cloud/instances/", "var/lib/cloud/instance", "var/lib/cloud/data/")
+PACKAGE_CACHE_DIRS = (
+    "var/cache/apt/archives/",
+    "var/lib/apt/lists/",
+    "var/cache/dnf/",
+    "var/cache/yum/",
+    "var/cache/zypp/",
+)
+PACKAGE_CACHE_IGNORED = frozenset({"lock", "partial"})
+TEMP_DIRS = ("tmp/", "var/tmp/", "dev/shm/", "run/lock/")
+# Content checks read files up to this size (keys and credential files are small).
+CONTENT_LIMIT = 4 * 1024 * 1024
+
+# A key block, not just the marker string (libraries carry the markers as format constants): the marker, then
+# PEM headers (Proc-Type: 4,ENCRYPTED ...) or a line of base64.
+PRIVATE_KEY = re.compile(
+    rb"-----BEGIN (?:RSA |DSA |EC |OPENSSH |ENCRYPTED |ED25519 )?PRIVATE KEY-----\r?\n"
+    rb"(?:[A-Za-z-]+: [^\n]*\r?\n|[A-Za-z0-9+/=]{40,}\r?\n)"
+)
+ACCESS_KEY_ID = re.compile(rb"(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z2-7]{16}(?![A-Z0-9])")
+SECRET_SETTING = re.compile(rb"aws_secret_access_key\s*[=:]\s*['\"]?[A-Za-z0-9/+]{40}")
+
+
+class HygieneError(Exception):
+    """The image cannot be scanned (missing file, not a tar)."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: str
+    path: str
+    detail: str
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def _norm(name: str) -> str:
+    """Member name without ./ or / prefix: 'etc/ssh/ssh_host_rsa_key'."""
+    return str(PurePosixPath("/", name)).lstrip("/")
+
+
+def _path_findings(path: str, member: tarfile.TarInfo) -> Iterator[Finding]:
+    name = PurePosixPath(path).name
+    if path.startswith("etc/ssh/") and name.startswith("ssh_host_") and "_key" in name:
+        yield Finding("ssh-host-key", "/" + path, "SSH host key")
+    if name in {"authorized_keys", "authorized_keys2"} and member.isfile():
+        yield Finding("authorized-keys", "/" + path, f"{member.size} bytes")
+    if path in {"etc/machine-id", "var/lib/dbus/machine-id"} and member.isfile() and member.size > 0:
+        yield Finding("machine-id", "/" + path, f"{member.size} bytes (must be empty or absent)")
+    if path.startswith(CLOUD_INIT_STATE) or path == "var/lib/cloud/instance":
+        yield Finding("cloud-init-state", "/" + path, "cloud-init per-instance state")
+    if name in HISTORY_NAMES and member.isfile():
+        yield Finding("shell-history", "/" + path, f"{member.size} bytes")
+    if member.isfile() and path.startswith(PACKAGE_CACHE_DIRS) and name not in PACKAGE_CACHE_IGNORED:
+        yield Finding("package-cache", "/" + path, f"{member.size} bytes")
+    if member.isfile() and path.startswith("var/log/") and member.size > 0:
+        yield Finding("log-content", "/" + path, f"{member.size} bytes")
+    if path.endswith(".aws/credentials") and member.isfile():
+        yield Finding("aws-credentials", "/" + path, "AWS shared credentials file")
+    yield from _mode_findings(path, member)
+
+
+def _mode_findings(path: str, member: tarfile.TarInfo) -> Iterator[Finding]:
+    if member.issym() or member.islnk() or not (member.isfile() or member.isdir()):
+        return
+    if not member.mode & stat.S_IWOTH:
+        return
+    if path.startswith(TEMP_DIRS) or f"{path}/" in TEMP_DIRS:
+        return
+    if member.isdir() and member.mode & stat.S_ISVTX:
+        return  # sticky world-writable directories (like /tmp) are the accepted shape
+    kind = "directory" if member.isdir() else "file"
+    yield Finding("world-writable", "/" + path, f"{kind} mode {stat.filemode(member.mode | _type_bits(member))}")
+
+
+def _type_bits(member: tarfile.TarInfo) -> int:
+    return stat.S_IFDIR if member.isdir() else stat.S_IFREG
+
+
+def _content_findings(path: str, data: bytes) -> Iterator[Finding]:
+    if PRIVATE_KEY.search(data):
+        yield Finding("private-key", "/" + path, "PEM/OpenSSH private key block")
+    if SECRET_SETTING.search(data):
+        yield Finding("aws-credentials", "/" + path, "aws_secret_access_key with a value")
+    match = ACCESS_KEY_ID.search(data)
+    if match and not match.group().endswith(b"EXAMPLE"):
+        yield Finding("aws-credentials", "/" + path, f"AWS access key id {match.group()[:8].decode()}...")
+
+
+@dataclass
+class ScanResult:
+    findings: list[Finding]
+    vendor_keys: list[str]  # packaged files (dpkg md5sums match) that embed private keys: test vectors
+    members: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "clean": not self.findings,
+            "members": self.members,
+            "findings": [finding.to_dict() for finding in self.findings],
+            "vendor_keys": self.vendor_keys,
+        }
+
+
+def _parse_md5sums(data: bytes) -> Iterator[tuple[str, str]]:
+    for line in data.decode("utf-8", "replace").splitlines():
+        digest, _, name = line.partition("  ")
+        if digest and name:
+            yield name.strip().lstrip("/"), digest.strip()
+
+
+def scan_members(tar: tarfile.TarFile) -> ScanResult:
+    """Scan an open tar of a root filesystem."""
+    findings: list[Finding] = []
+    packaged: dict[str, str] = {}  # path -> md5 recorded by dpkg
+    key_md5: dict[str, str] = {}  # path of a private-key finding -> md5 of its content
+    members = 0
+    for member in tar:
+        path = _norm(member.name)
+        if not path:
+            continue
+        members += 1
+        findings.extend(_path_findings(path, member))
+        if not (member.isfile() and 0 < member.size <= CONTENT_LIMIT):
+            continue
+        handle = tar.extractfile(member)
+        if handle is None:
+            continue
+        data = handle.read()
+        if path.startswith("var/lib/dpkg/info/") and path.endswith(".md5sums"):
+            packaged.update(_parse_md5sums(data))
+        for finding in _content_findings(path, data):
+            findings.append(finding)
+            if finding.rule == "private-key":
+                key_md5[finding.path] = hashlib.md5(data, usedforsecurity=False).hexdigest()
+    vendor = {path for path, digest in key_md5.items() if packaged.get(path.lstrip("/")) == digest}
+    kept = [f for f in findings if not (f.rule == "private-key" and f.path in vendor)]
+    return ScanResult(findings=_dedupe(kept), vendor_keys=sorted(vendor), members=members)
+
+
+def _dedupe(findings: Iterable[Finding]) -> list[Finding]:
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for finding in findings:
+        key = (finding.rule, finding.path)
+        if key not in seen:
+            seen.add(key)
+            unique.append(finding)
+    return unique
+
+
+def scan_rootfs_tar(path: Path) -> ScanResult:
+    """Scan the root filesystem tar at PATH; raises HygieneError naming the file when it cannot be read."""
+    if not path.is_file():
+        raise HygieneError(f"{path}: no such file (expected a root filesystem tar, e.g. build/local/TAG/rootfs.tar)")
+    try:
+        with tarfile.open(path, mode="r|*") as tar:
+            return scan_members(tar)
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise HygieneError(f"{path}: not a readable tar ({exc})") from exc

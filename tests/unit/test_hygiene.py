@@ -1,0 +1,125 @@
+"""Image hygiene scan: every rule fires on a dirty root, nothing fires on a clean one."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from nodeforge.cli import app
+from nodeforge.hygiene import RULES, HygieneError, scan_rootfs_tar
+
+KEY = (
+    b"-----BEGIN OPENSSH PRIVATE KEY-----\n"
+    b"b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n"
+    b"-----END OPENSSH PRIVATE KEY-----\n"
+)
+# AWS's documented example key id, with the EXAMPLE suffix dropped so it counts as real
+FAKE_KEY_ID = b"AKIAIOSFODNN7ABCDEFG"
+
+
+def add(tar: tarfile.TarFile, name: str, data: bytes = b"", mode: int = 0o644, kind: bytes = tarfile.REGTYPE) -> None:
+    info = tarfile.TarInfo(name)
+    info.mode, info.type = mode, kind
+    info.size = len(data) if kind == tarfile.REGTYPE else 0
+    tar.addfile(info, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
+
+
+def make_tar(path: Path, entries: list[tuple]) -> Path:
+    with tarfile.open(path, "w") as tar:
+        add(tar, "./", kind=tarfile.DIRTYPE, mode=0o755)
+        add(tar, "./tmp", kind=tarfile.DIRTYPE, mode=0o1777)
+        add(tar, "./var/tmp", kind=tarfile.DIRTYPE, mode=0o1777)
+        add(tar, "./etc/machine-id", b"")
+        add(tar, "./usr/bin/true", b"\x7fELF...", mode=0o755)
+        for entry in entries:
+            add(tar, *entry)
+    return path
+
+
+DIRTY = [
+    ("./etc/ssh/ssh_host_ed25519_key", KEY, 0o600),
+    ("./etc/ssh/ssh_host_ed25519_key.pub", b"ssh-ed25519 AAAA host"),
+    ("./root/.ssh/authorized_keys", b"ssh-ed25519 AAAA user"),
+    ("./var/lib/dbus/machine-id", b"0123456789abcdef0123456789abcdef\n"),
+    ("./var/lib/cloud/instances/i-0123/boot-finished", b"done"),
+    ("./root/.bash_history", b"aws configure\n"),
+    ("./var/cache/apt/archives/kubelet_1.31_amd64.deb", b"!<arch>"),
+    ("./var/lib/apt/lists/deb.debian.org_dists_bookworm_InRelease", b"Origin: Debian"),
+    ("./var/log/cloud-init.log", b"boot\n"),
+    ("./opt/app/deploy.pem", KEY),
+    ("./home/ec2-user/.aws/credentials", b"[default]\n"),
+    ("./etc/profile.d/env.sh", b"export AWS_ACCESS_KEY_ID=" + FAKE_KEY_ID + b"\n"),
+    ("./etc/app.conf", b"aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYzzzzzzzzzz\n"),
+    ("./etc/kubernetes/world.conf", b"x", 0o666),
+    ("./opt/shared", b"", 0o777, tarfile.DIRTYPE),
+]
+
+
+def test_every_rule_fires_on_a_dirty_root(tmp_path):
+    result = scan_rootfs_tar(make_tar(tmp_path / "dirty.tar", DIRTY))
+    fired = {f.rule for f in result.findings}
+    assert fired == set(RULES), f"rules that did not fire: {set(RULES) - fired}"
+    paths = {(f.rule, f.path) for f in result.findings}
+    assert ("private-key", "/opt/app/deploy.pem") in paths
+    assert ("aws-credentials", "/etc/profile.d/env.sh") in paths
+    assert ("aws-credentials", "/etc/app.conf") in paths
+    assert ("world-writable", "/opt/shared") in paths
+    assert ("machine-id", "/var/lib/dbus/machine-id") in paths
+    assert not result.to_dict()["clean"]
+
+
+def test_clean_root_has_no_findings(tmp_path):
+    clean = [
+        ("./etc/ssh/sshd_config", b"PermitRootLogin no\n"),
+        ("./var/log/journal", b"", 0o2755, tarfile.DIRTYPE),
+        ("./var/log/wtmp", b""),
+        ("./var/lib/apt/lists/lock", b""),
+        ("./usr/share/doc/aws/example", b"AKIAIOSFODNN7EXAMPLE\n"),  # AWS's documented example id
+        ("./usr/lib/libtls.so", b"-----BEGIN RSA PRIVATE KEY-----\x00%s\x00"),  # a format string, not a key
+        ("./tmp/scratch", b"x", 0o666),
+        ("./usr/bin/link", b"", 0o777, tarfile.SYMTYPE),
+    ]
+    result = scan_rootfs_tar(make_tar(tmp_path / "clean.tar", clean))
+    assert result.findings == [], result.findings
+    assert result.to_dict()["clean"]
+
+
+def test_packaged_test_vectors_are_reported_apart(tmp_path):
+    """A key inside a file a package installed unchanged is the distribution's; a modified one is a finding."""
+    digest = hashlib.md5(KEY, usedforsecurity=False).hexdigest()
+    md5sums = f"{digest}  usr/lib/libgnutls.so.30\n{digest}  usr/lib/libchanged.so\n".encode()
+    entries = [
+        ("./var/lib/dpkg/info/libgnutls30.md5sums", md5sums),
+        ("./usr/lib/libgnutls.so.30", KEY),
+        ("./usr/lib/libchanged.so", KEY + b"tampered"),
+    ]
+    result = scan_rootfs_tar(make_tar(tmp_path / "vendor.tar", entries))
+    assert result.vendor_keys == ["/usr/lib/libgnutls.so.30"]
+    assert [(f.rule, f.path) for f in result.findings] == [("private-key", "/usr/lib/libchanged.so")]
+
+
+def test_missing_and_bad_tar_name_the_file(tmp_path):
+    with pytest.raises(HygieneError, match=r"missing\.tar: no such file"):
+        scan_rootfs_tar(tmp_path / "missing.tar")
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(b"not a tar at all" * 100)
+    with pytest.raises(HygieneError, match=r"bad\.tar: not a readable tar"):
+        scan_rootfs_tar(bad)
+
+
+def test_scan_command(tmp_path):
+    runner = CliRunner()
+    dirty = make_tar(tmp_path / "dirty.tar", DIRTY)
+    result = runner.invoke(app, ["scan", str(dirty), "--output", "json"])
+    assert result.exit_code == 1
+    assert '"rule": "ssh-host-key"' in result.stdout
+    clean = make_tar(tmp_path / "clean.tar", [])
+    result = runner.invoke(app, ["scan", str(clean)])
+    assert result.exit_code == 0, result.stdout
+    assert "0 findings" in result.stdout
+    assert runner.invoke(app, ["scan", str(tmp_path / "nope.tar")]).exit_code == 2
