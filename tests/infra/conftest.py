@@ -27,6 +27,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "image_manifest",
         "bootstrap_agent",
         "sysprep",
+        "hardening",
         "cis",
     ):
         config.addinivalue_line("markers", f"{marker}: checks of the {marker} role")
