@@ -98,3 +98,23 @@ def test_manifest_ingests_into_catalog(baked, tmp_path):
     )  # fmt: skip
     assert latest.exit_code == 0, latest.output
     assert "nodeforge/node:e2e-test" in latest.output
+
+
+def test_verify_cis_table_of_the_image(baked):
+    """`nodeforge verify --cis IMAGE --output json`: every CIS worker-node check, by id, passes on the image."""
+    from typer.testing import CliRunner
+
+    from nodeforge.cli import app
+
+    report, _ = baked
+    result = CliRunner().invoke(app, ["verify", report.image, "--cis", "--output", "json"])
+    assert result.exit_code == 0, result.output
+    checks = json.loads(result.stdout)["checks"]
+    ids = {c["id"] for c in checks}
+    assert {"3.1.1", "3.1.2", "3.1.3", "3.1.4"} <= ids
+    assert {f"3.2.{n}" for n in range(1, 10)} <= ids
+    assert {c["title"] for c in checks if c["id"] == "legacy"} >= {
+        "protect kernel defaults",
+        "hostname override not set",
+    }
+    assert [c for c in checks if c["status"] != "pass"] == []

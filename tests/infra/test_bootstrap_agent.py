@@ -96,3 +96,28 @@ def test_agent_rerun_changes_nothing(host, imds):
         assert json.dumps(second).count("unchanged") >= 4, second
     finally:
         host.run(f"rm -rf {root}")
+
+
+def test_containerd_reads_agent_dropin_without_losing_image_settings(host, imds):
+    """The real containerd merges the agent's drop-in over the image's config.toml: the pause image changes, and
+    the image's CRI settings (systemd cgroups, CNI dirs) survive (containerd 1.x replaces imported sections)."""
+    ca = (INPUTS / "ca.b64").read_text().strip()
+    imds.user_data = (
+        "#!/bin/bash\nset -ex\n/etc/eks/bootstrap.sh dropin-test --apiserver-endpoint https://example.com "
+        f"--b64-cluster-ca {ca} --pause-container-account 123456789012 --pause-container-version 3.9\n"
+    ).encode()
+    root = seed_root(host)
+    try:
+        host.check_output(f"mkdir -p {root}/etc/containerd && cp /etc/containerd/config.toml {root}/etc/containerd/")
+        host.check_output(
+            f"/usr/bin/nodeforge-bootstrap --root {root} --imds-endpoint {imds.endpoint} --no-start --cpus 2"
+        )
+        # the same config, with its imports pointed into the scratch root
+        host.check_output(f"sed -i 's#\"/etc/containerd/config.d#\"{root}/etc/containerd/config.d#' "
+                          f"{root}/etc/containerd/config.toml")  # fmt: skip
+        dump = host.check_output(f"containerd --config {root}/etc/containerd/config.toml config dump")
+    finally:
+        host.run(f"rm -rf {root}")
+    assert "123456789012.dkr.ecr." in dump and "/eks/pause:3.9" in dump, dump
+    assert "SystemdCgroup = true" in dump, dump
+    assert 'bin_dir = "/opt/cni/bin"' in dump, dump

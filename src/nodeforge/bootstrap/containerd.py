@@ -141,8 +141,30 @@ def written_hosts_files(root: Path) -> list[str]:
     return found
 
 
-def render_dropin(user_config: str, *sections: dict[str, Any] | None) -> str | None:
-    """Drop-in text (the user's TOML over the agent's sections), or None when there is nothing to add."""
+def complete_plugin_sections(text: str, base: dict[str, Any]) -> str:
+    """The drop-in with every plugin section it touches completed from the image's config.toml.
+
+    containerd 1.x merges an imported file by replacing each plugin's whole section (``to.Plugins[k] = v``), so a
+    drop-in that only sets ``sandbox_image`` would drop the image's runtimes, SystemdCgroup and CNI settings.
+    Writing the full section (the image's, with the drop-in's keys over it) is right for 1.x and for 2.x (which
+    merges sections key by key).
+    """
+    document = tomllib.loads(text)
+    plugins = document.get("plugins")
+    base_plugins = base.get("plugins")
+    if not isinstance(plugins, dict) or not isinstance(base_plugins, dict):
+        return text
+    completed = False
+    for name, section in plugins.items():
+        base_section = base_plugins.get(name)
+        if isinstance(section, dict) and isinstance(base_section, dict):
+            plugins[name] = deep_merge(base_section, section)
+            completed = True
+    return dumps(document) if completed else text
+
+
+def render_dropin(user_config: str, *sections: dict[str, Any] | None, base: dict[str, Any] | None = None) -> str | None:
+    """Drop-in text (the user's TOML over the agent's sections, plugin sections completed from BASE), or None."""
     text = user_config
     merged: dict[str, Any] = {}
     for section in sections:
@@ -152,4 +174,6 @@ def render_dropin(user_config: str, *sections: dict[str, Any] | None) -> str | N
         text = merge_toml(dumps(merged), user_config)
     if not text.strip():
         return None
+    if base:
+        text = complete_plugin_sections(text, base)
     return HEADER + text if text.endswith("\n") else HEADER + text + "\n"

@@ -190,7 +190,7 @@ def build(settings: NodeSettings, metadata: InstanceMetadata, options: PlanOptio
         )
         sandbox = containerd.sandbox_section(image, config_version)
     registry = _registry_section(settings, base, config_version)
-    containerd_dropin = containerd.render_dropin(spec.containerd.config, sandbox, registry)
+    containerd_dropin = containerd.render_dropin(spec.containerd.config, sandbox, registry, base=base)
 
     kubeconfig = kubelet.render_kubeconfig(
         server=cluster.api_server_endpoint,

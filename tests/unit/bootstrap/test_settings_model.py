@@ -460,7 +460,13 @@ def test_mirrors_point_containerd_at_certs_d(agent, base, plugin, version):
     expected = (
         "/etc/containerd/certs.d:/etc/docker/certs.d" if "docker/certs.d" in (base or "") else "/etc/containerd/certs.d"
     )
-    assert document["plugins"] == {plugin: {"registry": {"config_path": expected}}}
+    assert list(document["plugins"]) == [plugin]
+    assert document["plugins"][plugin]["registry"]["config_path"] == expected
+    # the rest of the image's section is carried along (containerd 1.x replaces imported sections whole)
+    base_section = tomllib.loads(base or "").get("plugins", {}).get(plugin, {})
+    for key, value in base_section.items():
+        if key != "registry":
+            assert document["plugins"][plugin][key] == value
 
 
 @pytest.mark.parametrize(
@@ -581,3 +587,19 @@ def test_containerd_dropin_merges_sections_user_config_last():
         "registry": {"config_path": "/mine"},
     }
     assert containerd.render_dropin("", None, None) is None
+
+
+def test_dropin_carries_the_whole_cri_section_for_containerd_1x(agent):
+    """containerd 1.x replaces an imported plugin section whole: the drop-in must keep the image's CRI settings."""
+    write_base_config(
+        agent.root,
+        'version = 2\n[plugins."io.containerd.grpc.v1.cri"]\nsandbox_image = "old/pause:3.9"\n'
+        '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]\nruntime_type = "io.containerd.runc.v2"\n'
+        '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]\nSystemdCgroup = true\n'
+        '[plugins."io.containerd.grpc.v1.cri".cni]\nbin_dir = "/opt/cni/bin"\n',
+    )
+    assert agent.run(user_data=MIRRORS).code == EXIT_OK
+    cri = dropin(agent.root)["plugins"]["io.containerd.grpc.v1.cri"]
+    assert cri["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is True
+    assert cri["cni"]["bin_dir"] == "/opt/cni/bin"
+    assert cri["registry"]["config_path"] == "/etc/containerd/certs.d"
