@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 APT_PACKAGES=(docker.io packer mmdebstrap qemu-system-x86 qemu-utils e2fsprogs busybox-static
-  python3-venv iptables)
+  python3-venv iptables cryptsetup-bin erofs-utils squashfs-tools fdisk cpio)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

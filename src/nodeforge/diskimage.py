@@ -49,8 +49,12 @@ __all__ = [
     "RootfsTarNotFoundError",
     "boot_check",
     "build_disk_image",
+    "extract_rootfs",
+    "find_kernel",
+    "install_boot_probe",
     "kernel_cmdline",
     "parse_probe_report",
+    "prepare_vm_root",
     "qemu_command",
 ]
 
@@ -58,6 +62,8 @@ PROBE_BEGIN = "NODEFORGE-BOOTPROBE-BEGIN"
 PROBE_END = "NODEFORGE-BOOTPROBE-END"
 PROBE_UNIT = "nodeforge-bootprobe.service"
 PROBE_SCRIPT = "/usr/local/libexec/nodeforge-bootprobe"
+PROBE_EXTRA_SCRIPT = "/usr/local/libexec/nodeforge-bootprobe-extra"
+"""Optional: an executable printing one JSON object; the probe adds it to its report as ``extra``."""
 PROBE_CMDLINE_FLAG = "nodeforge.bootprobe=1"
 FS_LABEL = "nodeforge-root"
 DEFAULT_PROBE_UNITS: tuple[str, ...] = ("containerd",)
@@ -234,11 +240,18 @@ units="$units}"
 virt=$(systemd-detect-virt 2>/dev/null)
 analyze=$(systemd-analyze time --no-pager 2>/dev/null | head -n 1)
 read -r uptime _ </proc/uptime
+extra=
+if [ -x @EXTRA@ ]; then
+    extra=$(@EXTRA@ 2>/dev/null | tr -d '\n')
+    case "$extra" in "{"*"}") ;; *) extra="{\"error\":$(json_str "bad extra probe output: $extra")}" ;; esac
+fi
 
 report="{\"probe\":1,\"state\":$(json_str "$state"),\"wait_rc\":$wait_rc"
 report="$report,\"failed\":$(json_list "$failed"),\"units\":$units,\"root\":$(json_str "$root")"
 report="$report,\"jobs\":$(json_list "$jobs"),\"virt\":$(json_str "$virt")"
-report="$report,\"analyze\":$(json_str "$analyze"),\"uptime\":$(json_str "$uptime")}"
+report="$report,\"analyze\":$(json_str "$analyze"),\"uptime\":$(json_str "$uptime")"
+[ -z "$extra" ] || report="$report,\"extra\":$extra"
+report="$report}"
 
 printf '\n%s\n%s\n%s\n' "NODEFORGE-BOOTPROBE-BEGIN" "$report" "NODEFORGE-BOOTPROBE-END" >"$OUT"
 printf '%s\n' "$report"
@@ -250,7 +263,7 @@ exit 0
 
 
 def _probe_script(units: Sequence[str]) -> str:
-    return _PROBE_SCRIPT_TEXT.replace("@UNITS@", " ".join(units))
+    return _PROBE_SCRIPT_TEXT.replace("@UNITS@", " ".join(units)).replace("@EXTRA@", PROBE_EXTRA_SCRIPT)
 
 
 def parse_probe_report(console_text: str) -> dict[str, Any]:
@@ -303,7 +316,11 @@ def _version_key(version: str) -> list[tuple[int, Any]]:
     return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", version) if part]
 
 
-def _find_kernel(root: Path, tar_path: Path) -> tuple[str, Path, Path]:
+def find_kernel(root: Path, tar_path: Path) -> tuple[str, Path, Path]:
+    """(version, kernel, initrd) of the newest kernel + initrd pair in ``root/boot``.
+
+    Raises :class:`KernelNotFoundError` (naming ``tar_path``) when there is none.
+    """
     boot = root / "boot"
     pairs: list[tuple[str, Path, Path]] = []
     if boot.is_dir():
@@ -337,7 +354,13 @@ def _is_regular_in_root(path: Path, root: Path) -> bool:
     return stat.S_ISREG(st.st_mode) and st.st_size > 0
 
 
-def _extract(tar_path: Path, dest: Path) -> None:
+def extract_rootfs(tar_path: Path, dest: Path) -> None:
+    """Extract ``tar_path`` into ``dest`` keeping numeric owners, permissions and xattrs.
+
+    Raises :class:`RootfsTarNotFoundError` / :class:`RootfsTarError` naming the tar.
+    """
+    if not Path(tar_path).is_file():
+        raise RootfsTarNotFoundError(f"{tar_path}: rootfs tar not found")
     cmd = [
         "tar",
         "--numeric-owner",
@@ -377,8 +400,11 @@ def _write_file(path: Path, text: str, mode: int = 0o644) -> None:
     path.chmod(mode)
 
 
-def _patch_rootfs(root: Path, probe_units: Sequence[str]) -> list[str]:
-    """Patch the extracted copy; return human-readable notes of what changed besides the probe."""
+def prepare_vm_root(root: Path) -> list[str]:
+    """Make an extracted container root bootable as a VM root: mount points, no container markers, /etc/hosts.
+
+    Returns human-readable notes of what changed.
+    """
     notes: list[str] = []
 
     # Mount points the initramfs' switch_root and systemd need in the new root.
@@ -397,6 +423,43 @@ def _patch_rootfs(root: Path, probe_units: Sequence[str]) -> list[str]:
             p.unlink()
             notes.append(f"removed /{marker} (container marker)")
 
+    # docker export ships an empty /etc/hosts placeholder (docker bind-mounts its own at runtime).
+    hosts = root / "etc/hosts"
+    if not hosts.is_symlink() and (not hosts.exists() or not hosts.read_text(errors="replace").strip()):
+        _write_file(
+            hosts,
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+            "ff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+        )
+        notes.append("wrote minimal /etc/hosts (was empty or missing)")
+    return notes
+
+
+def install_boot_probe(root: Path, probe_units: Sequence[str], *, extra_script: str | None = None) -> None:
+    """Install the boot probe (systemd unit + script, enabled for multi-user.target) into ``root``.
+
+    ``extra_script`` (POSIX sh printing one JSON object) is installed as :data:`PROBE_EXTRA_SCRIPT`;
+    its output becomes the report's ``extra`` field.
+    """
+    for unit in probe_units:
+        if not _UNIT_NAME_RE.match(unit):
+            raise ValueError(f"invalid systemd unit name for the boot probe: {unit!r}")
+    _write_file(root / PROBE_SCRIPT.lstrip("/"), _probe_script(probe_units), 0o755)
+    if extra_script is not None:
+        _write_file(root / PROBE_EXTRA_SCRIPT.lstrip("/"), extra_script, 0o755)
+    unit_dir = root / "etc/systemd/system"
+    _write_file(unit_dir / PROBE_UNIT, _PROBE_UNIT_TEXT)
+    wants = unit_dir / "multi-user.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    link = wants / PROBE_UNIT
+    if link.exists() or link.is_symlink():
+        link.unlink()
+    link.symlink_to(f"/etc/systemd/system/{PROBE_UNIT}")
+
+
+def _patch_rootfs(root: Path, probe_units: Sequence[str]) -> list[str]:
+    """Patch the extracted copy; return human-readable notes of what changed besides the probe."""
+    notes = prepare_vm_root(root)
     fstab = root / "etc/fstab"
     if not _has_root_fstab_entry(fstab):
         existing = ""
@@ -410,27 +473,7 @@ def _patch_rootfs(root: Path, probe_units: Sequence[str]) -> list[str]:
             f"LABEL={FS_LABEL}\t/\text4\trw,relatime,errors=remount-ro\t0\t1\n",
         )
         notes.append(f"added root entry LABEL={FS_LABEL} to /etc/fstab")
-
-    # docker export ships an empty /etc/hosts placeholder (docker bind-mounts its own at runtime).
-    hosts = root / "etc/hosts"
-    if not hosts.is_symlink() and (not hosts.exists() or not hosts.read_text(errors="replace").strip()):
-        _write_file(
-            hosts,
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-            "ff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
-        )
-        notes.append("wrote minimal /etc/hosts (was empty or missing)")
-
-    # The boot probe (systemd unit + script), enabled for multi-user.target.
-    _write_file(root / PROBE_SCRIPT.lstrip("/"), _probe_script(probe_units), 0o755)
-    unit_dir = root / "etc/systemd/system"
-    _write_file(unit_dir / PROBE_UNIT, _PROBE_UNIT_TEXT)
-    wants = unit_dir / "multi-user.target.wants"
-    wants.mkdir(parents=True, exist_ok=True)
-    link = wants / PROBE_UNIT
-    if link.exists() or link.is_symlink():
-        link.unlink()
-    link.symlink_to(f"/etc/systemd/system/{PROBE_UNIT}")
+    install_boot_probe(root, probe_units)
     return notes
 
 
@@ -535,10 +578,10 @@ def build_disk_image(
     try:
         root = scratch / "root"
         root.mkdir()
-        _extract(rootfs_tar, root)
+        extract_rootfs(rootfs_tar, root)
         root.chmod(0o755)
         os.chown(root, 0, 0)
-        version, kernel, initrd = _find_kernel(root, rootfs_tar)
+        version, kernel, initrd = find_kernel(root, rootfs_tar)
 
         tmp_kernel = out_dir / f".{KERNEL_NAME}.tmp-{scratch.name}"
         tmp_initrd = out_dir / f".{INITRD_NAME}.tmp-{scratch.name}"
@@ -582,11 +625,12 @@ def build_disk_image(
 # -------------------------------------------------------------------------------------------- boot
 
 
-def kernel_cmdline(*, probe_wait: int = 240, extra: Sequence[str] = ()) -> str:
-    """Kernel command line for a quiet, fast boot-check boot under TCG."""
+def kernel_cmdline(
+    *, probe_wait: int = 240, extra: Sequence[str] = (), root_args: Sequence[str] = ("root=/dev/vda", "rw")
+) -> str:
+    """Kernel command line for a quiet, fast boot-check boot under TCG (``root_args`` select the root)."""
     args = [
-        "root=/dev/vda",
-        "rw",
+        *root_args,
         "console=ttyS0",
         "quiet",
         # Quiet when all is well, but failed units and slow start jobs still reach the console,
@@ -617,8 +661,9 @@ def qemu_command(
     memory_mb: int = 1024,
     cpus: int = 1,
     cmdline: str | None = None,
+    snapshot: bool = True,
 ) -> list[str]:
-    """The QEMU argv used by :func:`boot_check`: TCG only, no NIC, disk in snapshot mode."""
+    """The QEMU argv used by :func:`boot_check`: TCG only, no NIC, disk in snapshot mode unless ``snapshot=False``."""
     return [
         "qemu-system-x86_64",
         "-accel",
@@ -651,7 +696,7 @@ def qemu_command(
         "-append",
         cmdline if cmdline is not None else kernel_cmdline(),
         "-drive",
-        f"file={_qemu_opt(image.disk)},format=raw,if=virtio,snapshot=on",
+        f"file={_qemu_opt(image.disk)},format=raw,if=virtio" + (",snapshot=on" if snapshot else ""),
     ]
 
 
@@ -684,6 +729,8 @@ def boot_check(
     console_log: Path | None = None,
     poweroff_grace: float = 30,
     extra_cmdline: Sequence[str] = (),
+    root_args: Sequence[str] = ("root=/dev/vda", "rw"),
+    snapshot: bool = True,
 ) -> BootResult:
     """Boot ``image`` once under QEMU/TCG and return what the boot probe reported.
 
@@ -691,6 +738,8 @@ def boot_check(
     QEMU's own output to ``<console_log>.qemu``. Raises :class:`BootCheckError` (with the last 40
     console lines) if no report arrives within ``timeout`` seconds, QEMU exits first, or the report
     is malformed. QEMU runs in its own process group and is always killed on the way out.
+    ``root_args`` replace the default ``root=/dev/vda rw`` (e.g. for a custom initramfs);
+    ``snapshot=False`` lets the guest write to the disk image.
     """
     for p in (image.disk, image.kernel, image.initrd):
         if not Path(p).is_file():
@@ -708,7 +757,8 @@ def boot_check(
         console,
         memory_mb=memory_mb,
         cpus=cpus,
-        cmdline=kernel_cmdline(probe_wait=probe_wait, extra=extra_cmdline),
+        cmdline=kernel_cmdline(probe_wait=probe_wait, extra=extra_cmdline, root_args=root_args),
+        snapshot=snapshot,
     )
     cmd[0] = qemu
 

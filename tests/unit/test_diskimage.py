@@ -238,3 +238,42 @@ def test_mkfs_failure_names_file(tmp_path, monkeypatch):
     with pytest.raises(di.MkfsError, match=r"disk\.img(.|\n)*mkfs exploded"):
         di.build_disk_image(tar, out)
     assert list(out.iterdir()) == []
+
+
+# ------------------------------------------------------------------- shared pieces (nodeforge.immutable)
+
+
+def test_parse_report_keeps_extra_facts():
+    rep = di.parse_probe_report(_console({**REPORT, "extra": {"root_source": "/dev/mapper/nf-root"}}))
+    assert rep["extra"] == {"root_source": "/dev/mapper/nf-root"}
+
+
+def test_kernel_cmdline_root_args_and_writable_disk(tmp_path):
+    line = di.kernel_cmdline(root_args=["root=/dev/mapper/nf-root", "ro"], extra=["x=1"])
+    assert line.startswith("root=/dev/mapper/nf-root ro ") and "root=/dev/vda" not in line and line.endswith("x=1")
+    img = di.DiskImage(disk=tmp_path / "d.img", kernel=tmp_path / "k", initrd=tmp_path / "i", size_bytes=1)
+    cmd = di.qemu_command(img, tmp_path / "c.log", snapshot=False)
+    assert f"file={tmp_path}/d.img,format=raw,if=virtio" in cmd
+    assert not any("snapshot=on" in arg for arg in cmd)
+
+
+def test_install_boot_probe_with_extra_script(tmp_path):
+    di.install_boot_probe(tmp_path, ["containerd"], extra_script="#!/bin/sh\necho '{}'\n")
+    script = (tmp_path / di.PROBE_SCRIPT.lstrip("/")).read_text()
+    assert f"[ -x {di.PROBE_EXTRA_SCRIPT} ]" in script and "UNITS='containerd'" in script
+    extra = tmp_path / di.PROBE_EXTRA_SCRIPT.lstrip("/")
+    assert extra.read_text().startswith("#!/bin/sh") and extra.stat().st_mode & 0o111
+    assert (tmp_path / "etc/systemd/system/multi-user.target.wants" / di.PROBE_UNIT).is_symlink()
+    with pytest.raises(ValueError, match="unit name"):
+        di.install_boot_probe(tmp_path, ["bad unit"])
+
+
+def test_probe_script_is_valid_sh_with_extra_hook(tmp_path):
+    script = tmp_path / "probe"
+    script.write_text(di._probe_script(["containerd"]))
+    assert subprocess.run(["sh", "-n", str(script)], check=False).returncode == 0
+
+
+def test_extract_rootfs_missing_tar(tmp_path):
+    with pytest.raises(di.RootfsTarNotFoundError, match=r"gone\.tar"):
+        di.extract_rootfs(tmp_path / "gone.tar", tmp_path)

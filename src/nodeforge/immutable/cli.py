@@ -1,0 +1,201 @@
+"""``nodeforge image ...``: seal a rootfs, verify it, build and operate the A/B disk, boot it under QEMU."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from nodeforge.cli_support import StageReporter
+from nodeforge.diskimage import DiskImageError
+
+app = typer.Typer(
+    help="Immutable node image: sealed erofs + dm-verity root, A/B slots, state partition.", no_args_is_help=True
+)
+disk_app = typer.Typer(help="Create A/B disk images.", no_args_is_help=True)
+app.add_typer(disk_app, name="disk")
+console = Console()
+T = TypeVar("T")
+
+
+def _guard(fn: Callable[[], T]) -> T:
+    """Run ``fn``; print a nodeforge error in red and exit 1 instead of a traceback."""
+    try:
+        return fn()
+    except DiskImageError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+
+
+def _print_json(data: Any) -> None:
+    console.print_json(json.dumps(data, default=str))
+
+
+@app.command("seal")
+def seal_cmd(
+    rootfs_tar: Annotated[Path, typer.Argument(help="Baked rootfs tar (docker export of the node image)")],
+    out: Annotated[Path, typer.Option("--out", help="Output directory for root.img, root.verity, seal.json ...")],
+    fs_type: Annotated[str, typer.Option("--fs", help="Read-only filesystem: erofs or squashfs")] = "erofs",
+    compression: Annotated[str | None, typer.Option(help="Compressor (default lz4hc / zstd)")] = None,
+    strip: Annotated[bool, typer.Option(help="Remove apt, docs, translations, /boot from the root")] = True,
+) -> None:
+    """Seal a rootfs tar: read-only filesystem image + dm-verity hash tree + kernel + initramfs."""
+    from nodeforge.immutable.seal import seal_rootfs
+
+    with StageReporter(console).stage(f"seal {rootfs_tar}"):
+        sealed = _guard(lambda: seal_rootfs(rootfs_tar, out, fs_type=fs_type, compression=compression, strip=strip))
+    table = Table(title=f"sealed {out}")
+    table.add_column("item")
+    table.add_column("value", overflow="fold")
+    table.add_row("root hash", sealed.root_hash)
+    table.add_row("salt", sealed.verity.salt)
+    table.add_row("data blocks", str(sealed.verity.data_blocks))
+    table.add_row(f"{sealed.fs_type} image", f"{sealed.image_bytes / 2**20:.1f} MiB")
+    table.add_row("hash tree", f"{sealed.hash_bytes / 2**20:.1f} MiB")
+    table.add_row("rootfs tar", f"{sealed.rootfs_tar_bytes / 2**20:.1f} MiB")
+    table.add_row("removed", f"{len(sealed.removed)} paths, {sealed.removed_bytes / 2**20:.1f} MiB")
+    for name, seconds in sealed.timings.items():
+        table.add_row(f"{name} (s)", f"{seconds:.1f}")
+    console.print(table)
+
+
+@app.command("verify")
+def verify_cmd(
+    sealed_dir: Annotated[Path, typer.Argument(help="Sealed root directory (with seal.json)")],
+    root_hash: Annotated[str | None, typer.Option(help="Expected root hash (default: seal.json's)")] = None,
+) -> None:
+    """Verify a sealed root with veritysetup verify (every data block against the root hash)."""
+    from nodeforge.immutable import verity
+    from nodeforge.immutable.seal import SealedRoot
+
+    sealed = _guard(lambda: SealedRoot.load(sealed_dir))
+    expected = root_hash or sealed.root_hash
+    with StageReporter(console).stage(f"veritysetup verify {sealed.image}"):
+        seconds = _guard(lambda: verity.verify(sealed.image, sealed.hash_tree, expected))
+    console.print(f"[green]verified[/green] {sealed.image} against {expected} ({seconds:.1f} s)")
+
+
+@disk_app.command("create")
+def disk_create_cmd(
+    sealed_dir: Annotated[Path, typer.Argument(help="Sealed root directory for slot A")],
+    out: Annotated[Path, typer.Option("--out", help="Disk image file to create")],
+    settings: Annotated[Path | None, typer.Option(help="TOML settings file for the state partition")] = None,
+    slot_mb: Annotated[int | None, typer.Option(help="Size of each root slot (default 1.5x the sealed root)")] = None,
+    state_mb: Annotated[int, typer.Option(help="Size of the state partition")] = 512,
+) -> None:
+    """Create an A/B disk image: slot A = the sealed root (active), slot B empty, fresh state."""
+    from nodeforge.immutable.disk import create_disk
+    from nodeforge.immutable.seal import SealedRoot
+
+    sealed = _guard(lambda: SealedRoot.load(sealed_dir))
+    with StageReporter(console).stage(f"create {out}"):
+        layout = _guard(lambda: create_disk(out, sealed, slot_mb=slot_mb, state_mb=state_mb, settings=settings))
+    for part in layout.partitions.values():
+        console.print(f"  {part.number} {part.name:<11} {part.size / 2**20:8.0f} MiB at {part.start}")
+
+
+@app.command("update")
+def update_cmd(
+    disk: Annotated[Path, typer.Argument(help="A/B disk image")],
+    sealed_dir: Annotated[Path, typer.Argument(help="Sealed root directory to install")],
+    root_hash: Annotated[
+        str | None, typer.Option(help="Root hash the update must have (e.g. from the catalog)")
+    ] = None,
+    tries: Annotated[int, typer.Option(help="Boot attempts before automatic rollback")] = 1,
+) -> None:
+    """Write a sealed root into the inactive slot (verified first) and make it the pending slot."""
+    from nodeforge.immutable.update import update_slot
+
+    with StageReporter(console).stage(f"update {disk}"):
+        result = _guard(lambda: update_slot(disk, sealed_dir, root_hash=root_hash, tries=tries))
+    console.print(
+        f"slot {result.slot.upper()} pending ({result.tries_left} tries), slot {result.previous.upper()} "
+        f"stays the fallback; root hash {result.root_hash}"
+    )
+
+
+@app.command("status")
+def status_cmd(
+    disk: Annotated[Path, typer.Argument(help="A/B disk image")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Show the boot record: which slot boots, each slot's priority / tries / successful / root hash."""
+    from nodeforge.immutable.update import status
+
+    data = _guard(lambda: status(disk))
+    if as_json:
+        _print_json(data)
+        return
+    table = Table(title=f"{disk} (generation {data['generation']}; boots slot {str(data['selected']).upper()})")
+    for column in ("slot", "state", "priority", "tries", "successful", "version", "root hash"):
+        table.add_column(column)
+    for slot, info in data["slots"].items():
+        table.add_row(
+            slot.upper(),
+            info["state"],
+            str(info["priority"]),
+            str(info["tries_left"]),
+            "yes" if info["successful"] else "no",
+            info["version"],
+            info["root_hash"][:16] + ("…" if info["root_hash"] else ""),
+        )
+    console.print(table)
+    if data.get("note"):
+        console.print(f"last change: {data['note']}")
+
+
+@app.command("mark-successful")
+def mark_successful_cmd(disk: Annotated[Path, typer.Argument(help="A/B disk image")]) -> None:
+    """Mark the slot of the last boot attempt successful (it reached ready)."""
+    from nodeforge.immutable.update import mark_successful
+
+    slot = _guard(lambda: mark_successful(disk))
+    console.print(f"slot {slot.upper()} marked successful")
+
+
+@app.command("rollback")
+def rollback_cmd(disk: Annotated[Path, typer.Argument(help="A/B disk image")]) -> None:
+    """Disable the current slot and boot the previous, known-good slot again."""
+    from nodeforge.immutable.update import rollback
+
+    frm, to = _guard(lambda: rollback(disk))
+    console.print(f"rolled back: slot {frm.upper()} disabled, slot {to.upper()} active")
+
+
+@app.command("boot")
+def boot_cmd(
+    disk: Annotated[Path, typer.Argument(help="A/B disk image")],
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the boot probe")] = 300,
+    mark: Annotated[bool, typer.Option(help="Mark the slot successful when every check passes")] = True,
+    snapshot: Annotated[bool, typer.Option(help="Discard the guest's writes to the disk")] = False,
+    expect_dns: Annotated[
+        str | None,
+        typer.Option(help="Cluster DNS the disk's settings file sets: also check /etc was rendered from it"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
+) -> None:
+    """Boot the disk under QEMU (TCG) from the slot its boot record selects, and check the sealed-root facts."""
+    from nodeforge.immutable.boot import boot_disk
+
+    with StageReporter(console).stage(f"boot {disk} under QEMU"):
+        result = _guard(lambda: boot_disk(disk, timeout=timeout, mark=mark, snapshot=snapshot, expect_dns=expect_dns))
+    if as_json:
+        _print_json(result.to_dict())
+    else:
+        console.print(f"slot {result.slot.upper()} ({result.root_hash[:16]}…), report after {result.boot.seconds} s")
+        if result.skipped:
+            console.print(f"[yellow]{result.skipped}[/yellow]")
+        for name, passed in result.checks.items():
+            console.print(f"  {'[green]✓[/green]' if passed else '[red]✗[/red]'} {name}")
+        console.print(f"console log: {result.boot.console_log}")
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    app()

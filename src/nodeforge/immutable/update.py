@@ -1,0 +1,237 @@
+"""A/B operations on a disk image: update the inactive slot, start a boot, mark it successful, roll back.
+
+State machine (per slot: priority, tries_left, successful; see :mod:`nodeforge.immutable.record`):
+
+* ``update``: the sealed root is verified (``veritysetup verify`` against the expected root hash)
+  *before* anything is written; the target slot is first disabled in the record, then written,
+  then checked in place (root hash recomputed from the written data, hash tree and kernel/initramfs
+  compared byte for byte); only then does the record make it the pending slot
+  (priority above the active one, ``tries_left`` = tries, not successful). Any failure leaves the
+  previously active slot active.
+* ``begin_boot`` (what the boot loader does): selects the slot, consumes one try if it is pending,
+  remembers it as ``last_boot``.
+* ``mark_successful`` (after the boot reached "ready"): marks ``last_boot`` successful.
+* A pending slot whose tries ran out is no longer selected: the previous slot boots (automatic
+  rollback). ``rollback`` makes that explicit (disables the current slot) or rolls back a good slot
+  on request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nodeforge.immutable import verity
+from nodeforge.immutable.disk import DiskLayout, read_layout, region_sha256, write_payload
+from nodeforge.immutable.errors import DiskError, UpdateRefusedError, VerityError
+from nodeforge.immutable.record import MAX_PRIORITY, BootRecord, SlotInfo, other
+from nodeforge.immutable.seal import SealedRoot
+
+DEFAULT_TRIES = 1
+
+
+@dataclass
+class UpdateResult:
+    """Outcome of :func:`update_slot`."""
+
+    disk: Path
+    slot: str
+    previous: str
+    root_hash: str
+    tries_left: int
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "disk": str(self.disk)}
+
+
+@dataclass
+class BootChoice:
+    """What :func:`begin_boot` chose."""
+
+    slot: str
+    info: SlotInfo
+    consumed_try: bool
+    skipped: str = ""
+    """Why the higher-priority slot was not chosen (automatic rollback), if it was skipped."""
+
+
+def _active(layout: DiskLayout, record: BootRecord) -> str:
+    active = record.select()
+    if active is None:
+        raise DiskError(f"{layout.path}: no bootable slot in the boot record ({record.to_dict()['slots']})")
+    return active
+
+
+def _keep_slot(layout: DiskLayout, record: BootRecord) -> str:
+    """The slot an update must not touch: the best proven (successful) slot, else the one that boots now.
+
+    A pending, never-proven slot is replaced by the next update rather than the known-good one.
+    """
+    good = [s for s in record.slots if record.slots[s].bootable and record.slots[s].successful]
+    if good:
+        return max(good, key=lambda s: (record.slots[s].priority, s == "a"))
+    return _active(layout, record)
+
+
+def verify_slot(layout: DiskLayout, slot: str, info: SlotInfo, sealed: SealedRoot | None = None) -> float:
+    """Check ``slot`` in place: root hash recomputed from its data; hash tree and boot files vs ``sealed``."""
+    started = time.monotonic()
+    with layout.path.open("rb") as fh:
+        actual = verity.root_hash_of(
+            fh, offset=layout.slot(slot).start, data_blocks=info.data_blocks, salt=info.salt, subject=layout.path
+        )
+    if actual != info.root_hash:
+        raise VerityError(
+            f"{layout.path}: slot {slot.upper()} data does not match root hash {info.root_hash} (got {actual})"
+        )
+    checks = [(info.kernel_offset, info.kernel_size, info.kernel_sha256, "kernel")]
+    checks.append((info.initrd_offset, info.initrd_size, info.initrd_sha256, "initramfs"))
+    if sealed is not None:
+        checks.append((info.hash_offset, info.hash_bytes, verity_sha(sealed), "hash tree"))
+    for offset, size, want, what in checks:
+        if region_sha256(layout, slot, offset, size) != want:
+            raise VerityError(f"{layout.path}: slot {slot.upper()} {what} differs from what was written")
+    return time.monotonic() - started
+
+
+def verity_sha(sealed: SealedRoot) -> str:
+    """sha256 of the sealed hash tree file."""
+    return hashlib.sha256(sealed.hash_tree.read_bytes()).hexdigest()
+
+
+def update_slot(
+    disk: Path, sealed_dir: Path, *, root_hash: str | None = None, tries: int = DEFAULT_TRIES
+) -> UpdateResult:
+    """Write the sealed root in ``sealed_dir`` into the inactive slot of ``disk`` and make it pending.
+
+    ``root_hash`` is the hash the update must have (e.g. from a signed catalog); default: the one in
+    ``seal.json``. Raises :class:`UpdateRefusedError` (active slot untouched) when the sealed root does
+    not verify against it.
+    """
+    layout = read_layout(disk)
+    record = layout.read_record()
+    active = _keep_slot(layout, record)
+    target = other(active)
+    sealed = SealedRoot.load(Path(sealed_dir))
+    seconds: dict[str, float] = {}
+    expected = sealed.root_hash
+    if root_hash is not None:
+        expected = verity.check_root_hash(root_hash, subject=sealed.directory / "seal.json")
+        if expected != sealed.root_hash:
+            raise UpdateRefusedError(
+                f"{sealed.directory / 'seal.json'}: root hash {sealed.root_hash} is not the expected {expected}; "
+                f"update refused, slot {active.upper()} stays active"
+            )
+    try:
+        seconds["verify sealed"] = verity.verify(sealed.image, sealed.hash_tree, expected)
+    except VerityError as exc:
+        raise UpdateRefusedError(f"{exc}\nupdate refused, slot {active.upper()} stays active") from exc
+
+    # Disable the target first: a crash while writing must never leave a half-written slot selectable.
+    record.slots[target] = SlotInfo()
+    record.note = f"writing slot {target}"
+    record = layout.write_record(record)
+    started = time.monotonic()
+    info = write_payload(layout, target, sealed)
+    seconds["write"] = time.monotonic() - started
+    try:
+        seconds["verify slot"] = verify_slot(layout, target, info, sealed)
+    except VerityError as exc:
+        raise UpdateRefusedError(f"{exc}\nupdate refused, slot {active.upper()} stays active") from exc
+
+    info.priority = min(MAX_PRIORITY, record.slots[active].priority + 1)
+    if info.priority <= record.slots[active].priority:  # at the ceiling: step the active one down
+        record.slots[active].priority = info.priority - 1
+    info.tries_left = max(1, tries)
+    info.successful = False
+    record.slots[target] = info
+    record.note = f"updated slot {target} (pending, {info.tries_left} tries)"
+    layout.write_record(record)
+    return UpdateResult(
+        disk=layout.path,
+        slot=target,
+        previous=active,
+        root_hash=info.root_hash,
+        tries_left=info.tries_left,
+        seconds={k: round(v, 2) for k, v in seconds.items()},
+    )
+
+
+def begin_boot(disk: Path) -> BootChoice:
+    """Choose the slot to boot (like a boot loader), consuming a try if it is pending; persists the record."""
+    layout = read_layout(disk)
+    record = layout.read_record()
+    slot = _active(layout, record)
+    skipped = ""
+    alt = record.slots[other(slot)]
+    if alt.filled and alt.priority > record.slots[slot].priority and not alt.bootable:
+        skipped = f"slot {other(slot).upper()} skipped: {alt.describe()} (tries exhausted without mark-successful)"
+    info = record.slots[slot]
+    consumed = not info.successful
+    if consumed:
+        info.tries_left -= 1
+    record.last_boot = slot
+    record.note = f"boot attempt slot {slot}" + (f"; {skipped}" if skipped else "")
+    layout.write_record(record)
+    return BootChoice(slot=slot, info=info, consumed_try=consumed, skipped=skipped)
+
+
+def mark_successful(disk: Path) -> str:
+    """Mark the slot of the last boot attempt successful (the boot reached "ready"); returns it."""
+    layout = read_layout(disk)
+    record = layout.read_record()
+    slot = record.last_boot or _active(layout, record)
+    info = record.slots[slot]
+    if not info.filled or info.priority <= 0:
+        raise DiskError(f"{disk}: slot {slot.upper()} is not bootable; nothing to mark successful")
+    info.successful = True
+    info.tries_left = 0
+    peer = record.slots[other(slot)]
+    if peer.priority >= info.priority:
+        peer.priority = max(0, info.priority - 1)
+    record.note = f"slot {slot} marked successful"
+    layout.write_record(record)
+    return slot
+
+
+def rollback(disk: Path) -> tuple[str, str]:
+    """Disable the current (highest-priority) slot and make the other, previously good slot active.
+
+    Returns ``(from_slot, to_slot)``. Raises :class:`DiskError` if the other slot has nothing
+    bootable (never filled or never successful).
+    """
+    layout = read_layout(disk)
+    record = layout.read_record()
+    filled = [s for s in record.slots if record.slots[s].filled and record.slots[s].priority > 0]
+    if not filled:
+        raise DiskError(f"{disk}: no slot to roll back from")
+    current = max(filled, key=lambda s: (record.slots[s].priority, s == "a"))
+    target = other(current)
+    prev = record.slots[target]
+    if not prev.filled or not prev.successful:
+        raise DiskError(
+            f"{disk}: cannot roll back from slot {current.upper()}: slot {target.upper()} "
+            f"is {prev.describe()} (never booted successfully)"
+        )
+    cur = record.slots[current]
+    cur.priority, cur.tries_left, cur.successful = 0, 0, False
+    prev.priority = max(prev.priority, 1)
+    record.note = f"rolled back from slot {current} to slot {target}"
+    layout.write_record(record)
+    return current, target
+
+
+def status(disk: Path) -> dict[str, Any]:
+    """The boot record plus the partition layout, as a dict (``status`` command, JSON)."""
+    layout = read_layout(disk)
+    record = layout.read_record()
+    data = record.to_dict()
+    data["disk"] = str(layout.path)
+    data["partitions"] = {
+        p.name: {"number": p.number, "start": p.start, "size": p.size} for p in layout.partitions.values()
+    }
+    return data
