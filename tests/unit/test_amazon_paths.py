@@ -97,6 +97,8 @@ def test_amazon_linux_paths(name, tmp_path, debian):
     assert resolved["containerd_os_cni_packages"] == []  # the VPC CNI brings its plugins on Amazon Linux
     assert resolved["sysprep_package_cache_dirs"] == ["/var/cache/dnf", "/var/cache/yum"]
     assert resolved["bootstrap_agent_os_packages"] == ["python3", "python3-pyyaml"]
+    # AL2: containerd and runc come from the amazon-linux-extras "docker" topic, enabled first
+    assert resolved["containerd_os_extras_topics"] == ([] if "al2023" in name else ["docker"])
     # containerd 2.x (AL2023) gets the version 3 schema, 1.x the version 2 schema; both mean what Debian's means
     assert config["version"] == (3 if "al2023" in name else 2)
     assert effective(config) == effective(debian_config)
@@ -113,4 +115,5 @@ def test_debian_paths(debian):
     resolved, config, _ = debian
     assert resolved["node_base_chrony_config_path"] == "/etc/chrony/chrony.conf"
     assert resolved["containerd_os_cni_packages"] == ["containernetworking-plugins"]
+    assert resolved["containerd_os_extras_topics"] == []
     assert config["version"] == 2
