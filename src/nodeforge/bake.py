@@ -31,6 +31,9 @@ class BakeError(RuntimeError):
     pass
 
 
+VARIANTS = ("mutable", "immutable")
+
+
 @dataclass
 class BakeOptions:
     kubernetes_version: str = "1.31"
@@ -40,6 +43,8 @@ class BakeOptions:
     verify: bool = True
     boot: bool = True
     out_dir: Path | None = None
+    # mutable: an ext4 root (like AL2023/AL2 AMIs); immutable: sealed read-only root with dm-verity and A/B slots
+    variant: str = "mutable"
 
 
 @dataclass
@@ -55,6 +60,8 @@ class BakeReport:
     verify: dict[str, object] = field(default_factory=dict)
     hygiene: dict[str, object] = field(default_factory=dict)
     boot: dict[str, object] = field(default_factory=dict)
+    variant: str = "mutable"
+    immutable: dict[str, object] = field(default_factory=dict)
 
     def write(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp")
@@ -99,7 +106,9 @@ def run_packer(variables: dict[str, str], log: Path) -> None:
 def bake_local(options: BakeOptions, reporter: StageReporter | None = None) -> BakeReport:
     """Bake, verify and boot-check a local node image; returns figures for every stage."""
     reporter = reporter or StageReporter()
-    report = BakeReport()
+    report = BakeReport(variant=options.variant)
+    if options.variant not in VARIANTS:
+        raise BakeError(f"unknown variant {options.variant!r} (known: {', '.join(VARIANTS)})")
     releases = kubelet_releases()
     if options.kubernetes_version not in releases:
         raise BakeError(
@@ -159,7 +168,9 @@ def bake_local(options: BakeOptions, reporter: StageReporter | None = None) -> B
         if not result.ok:
             report.write(out / "bake-report.json")
             raise BakeError(f"verification of {image} failed: {report.verify}")
-    if options.boot:
+    if options.variant == "immutable":
+        _seal(options, report, tar, out, image, stage)
+    elif options.boot:
         disk = stage("disk image", lambda: build_disk_image(tar, out / "disk", probe_units=["containerd"]))
         # Off EC2 there is no metadata service: the bootstrap unit is told to stand aside.
         boot = stage("boot check", lambda: boot_check(disk, extra_cmdline=["nodeforge.bootstrap=0"]))
@@ -175,3 +186,36 @@ def bake_local(options: BakeOptions, reporter: StageReporter | None = None) -> B
             raise BakeError(f"boot check of {image} failed: {report.boot}")
     report.write(out / "bake-report.json")
     return report
+
+
+def _seal(
+    options: BakeOptions,
+    report: BakeReport,
+    tar: Path,
+    out: Path,
+    image: str,
+    stage: Callable[[str, Callable[[], object]], object],
+) -> None:
+    """The immutable variant: seal the exported root (erofs + dm-verity), A/B disk, boot it; record the root hash."""
+    from nodeforge.immutable import bake_immutable
+
+    sealed = bake_immutable(tar, out / "immutable", boot=options.boot, stage=stage)  # type: ignore[arg-type]
+    report.immutable = sealed.to_dict()
+    _record_seal(Path(report.manifest), sealed.root_hash, sealed.sealed.fs_type)
+    if sealed.boot is not None and not sealed.boot.ok:
+        report.write(out / "bake-report.json")
+        failed = [name for name, ok in sealed.boot.checks.items() if not ok]
+        raise BakeError(f"boot check of the sealed {image} failed: {failed}")
+
+
+def _record_seal(manifest: Path, root_hash: str, fs_type: str) -> None:
+    """Put the sealed root's identity into the Packer manifest's custom_data (the catalog keeps it)."""
+    document = json.loads(manifest.read_text())
+    custom = document["builds"][-1].setdefault("custom_data", {})
+    custom["variant"] = "immutable"
+    custom["os"] = f"{custom.get('os', 'unknown')}-immutable"
+    custom["root_hash"] = root_hash
+    custom["root_fs"] = f"{fs_type}+dm-verity"
+    tmp = manifest.with_suffix(".tmp")
+    tmp.write_text(json.dumps(document, indent=2) + "\n")
+    tmp.replace(manifest)

@@ -60,14 +60,24 @@ def bake_cmd(
     ] = None,
     verify: Annotated[bool, typer.Option(help="Run the node checks against the image")] = True,
     boot: Annotated[bool, typer.Option(help="Boot the image under QEMU once")] = True,
+    variant: Annotated[
+        str, typer.Option(help="mutable (ext4 root) or immutable (sealed erofs root, dm-verity, A/B slots)")
+    ] = "mutable",
 ) -> None:
-    """Bake a node image end to end: base, Packer + node playbook, export, verify, QEMU boot."""
+    """Bake a node image end to end: base, Packer + node playbook, export, scan, verify, QEMU boot."""
     from nodeforge.bake import BakeError, BakeOptions, bake_local
 
     if target != "local":
         raise typer.BadParameter(f"unknown target {target!r}; this machine bakes 'local' only", param_hint="--target")
+    if variant not in {"mutable", "immutable"}:
+        raise typer.BadParameter(f"unknown variant {variant!r} (mutable or immutable)", param_hint="--variant")
     options = BakeOptions(
-        kubernetes_version=kubernetes_version, image_tag=tag, artifact_source=artifact_source, verify=verify, boot=boot
+        kubernetes_version=kubernetes_version,
+        image_tag=tag,
+        artifact_source=artifact_source,
+        verify=verify,
+        boot=boot,
+        variant=variant,
     )
     try:
         report = bake_local(options, StageReporter(console))
@@ -85,6 +95,14 @@ def bake_cmd(
         console.print(f"checks: {report.verify['passed']} passed, {report.verify['failed']} failed")
     if report.boot:
         console.print(f"boot: {report.boot['state']}, units {report.boot['units']}, {report.boot['seconds']:.1f} s")
+    if report.immutable:
+        sizes = report.immutable["sizes"]
+        console.print(
+            f"sealed root {sizes['sealed_image_bytes'] / 2**20:.0f} MiB ({report.immutable['fs_type']} + dm-verity), "
+            f"root hash {report.immutable['root_hash']}, disk {report.immutable['disk']}"
+        )
+        if report.immutable.get("boot"):
+            console.print(f"sealed boot: {'ok' if report.immutable['boot']['ok'] else 'FAILED'}")
 
 
 @app.command("verify")
@@ -173,10 +191,12 @@ def bootstrap_cmd(ctx: typer.Context) -> None:
 def _mount_subcommands() -> None:
     from nodeforge import packer_cli
     from nodeforge.catalog.cli import app as catalog_app
+    from nodeforge.immutable.cli import app as image_app
     from nodeforge.settings_cli import app as settings_app
 
     app.command("build-vars")(packer_cli.build_vars)
     app.add_typer(catalog_app, name="catalog")
+    app.add_typer(image_app, name="image")
     app.add_typer(settings_app, name="settings")
 
 

@@ -9,21 +9,12 @@ from pathlib import Path
 import pytest
 
 from nodeforge import docker
-from nodeforge.bake import BakeOptions, bake_local
 
 # module-scoped fixtures (one bake, one instance): keep this file on one xdist worker
 pytestmark = pytest.mark.xdist_group("bake")
 
 
-# Session scope: under xdist the group's tests share a worker but may be interleaved with other modules' tests,
-# which would tear a module-scoped bake down (and remove its image) between them.
-@pytest.fixture(scope="session")
-def baked(tmp_path_factory: pytest.TempPathFactory):
-    out = tmp_path_factory.mktemp("bake")
-    options = BakeOptions(image_tag="e2e-test", out_dir=out)
-    report = bake_local(options)
-    yield report, out
-    subprocess.run(["docker", "rmi", "-f", report.image], capture_output=True, check=False)
+# the `baked` fixture (one bake per session) is in conftest.py
 
 
 def test_checks_pass_against_the_image(baked):

@@ -1,11 +1,9 @@
-"""Seal the real baked rootfs (erofs + dm-verity), build the A/B disk, boot it under QEMU (TCG) and check it.
+"""The immutable variant end to end: the baked root sealed (erofs + dm-verity), the A/B disk built, booted under
+QEMU (TCG) from the verity device with /etc rendered from a settings file; then a tampered update refused and a
+good one made pending in the other slot. The root hash lands in the Packer manifest's custom_data (the catalog).
 
-Then the A/B cycle on the real image: update slot B with the same sealed root, boot it (pending ->
-successful), and refuse a tampered update.
-
-Inputs (environment):
-  NODEFORGE_IMMUTABLE_ROOTFS   baked rootfs tar (`docker export` of the node image); skipped if unset
-  NODEFORGE_BOOT_TIMEOUT       seconds to wait for the boot probe report (default: 300)
+Input: the session's bake (tests/e2e/conftest.py), or NODEFORGE_IMMUTABLE_ROOTFS (a baked rootfs tar) to seal
+another one. NODEFORGE_IMMUTABLE_BOOT_B=1 also boots slot B after the update (one more minute).
 """
 
 from __future__ import annotations
@@ -13,67 +11,94 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 from pathlib import Path
 
 import pytest
 
-from nodeforge.immutable import UpdateRefusedError, bake_immutable, update
+from nodeforge.bake import BakeOptions, BakeReport, _seal
+from nodeforge.immutable import UpdateRefusedError, update
 from nodeforge.immutable.boot import boot_disk
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("immutable")]
+# shares the session's bake: same xdist group as tests/e2e/test_bake.py
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("bake")]
 
-_TAR_ENV = "NODEFORGE_IMMUTABLE_ROOTFS"
 _TOOLS = ("qemu-system-x86_64", "mkfs.erofs", "veritysetup", "sfdisk", "mkfs.ext4")
 
 
-def _rootfs_tar() -> Path:
-    value = os.environ.get(_TAR_ENV, "").strip()
-    if not value:
-        pytest.skip(f"{_TAR_ENV} not set (path to a baked rootfs tar, e.g. build/local/<tag>/rootfs.tar)")
-    path = Path(value)
-    if not path.is_file():
-        pytest.fail(f"{_TAR_ENV}={value}: no such file")
-    return path
+@pytest.fixture(scope="module")
+def sealed(request, tmp_path_factory):
+    """The bake's immutable stage (bake._seal) run on the baked root: returns the report and the manifest."""
+    missing = [t for t in _TOOLS if not shutil.which(t, path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")]
+    if missing:
+        pytest.fail(f"missing tools {missing}: scripts/setup.sh installs them")
+    out = tmp_path_factory.mktemp("immutable")
+    given = os.environ.get("NODEFORGE_IMMUTABLE_ROOTFS", "").strip()
+    if given:
+        tar, manifest_src = Path(given), None
+    else:
+        bake_report, _ = request.getfixturevalue("baked")
+        tar, manifest_src = Path(bake_report.rootfs_tar), Path(bake_report.manifest)
+    manifest = out / "manifest.json"
+    if manifest_src is not None:
+        shutil.copyfile(manifest_src, manifest)
+    else:
+        manifest.write_text(json.dumps({"builds": [{"custom_data": {"os": "debian12"}}]}))
+    report = BakeReport(manifest=str(manifest), variant="immutable")
+    timings: dict[str, float] = {}
+
+    def stage(name, fn):
+        import time
+
+        started = time.monotonic()
+        try:
+            return fn()
+        finally:
+            timings[name] = round(time.monotonic() - started, 1)
+
+    _seal(BakeOptions(variant="immutable"), report, tar, out, "e2e-immutable", stage)
+    print("\n" + json.dumps({"timings": timings, **report.immutable}, indent=2, default=str))
+    return report, manifest
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="sealing needs root (numeric owners)")
-@pytest.mark.skipif(
-    not all(shutil.which(t, path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin") for t in _TOOLS),
-    reason=f"needs {', '.join(_TOOLS)} (scripts/setup.sh installs them)",
-)
-def test_sealed_root_boots_and_updates(tmp_path):
-    tar = _rootfs_tar()
-    timeout = float(os.environ.get("NODEFORGE_BOOT_TIMEOUT", "300"))
+def test_sealed_root_boots_through_verity(sealed):
+    report, _ = sealed
+    boot = report.immutable["boot"]
+    assert boot["ok"], f"failed checks: {[k for k, v in boot['checks'].items() if not v]}"
+    assert boot["slot"] == "a" and boot["marked_successful"]
+    sizes = report.immutable["sizes"]
+    assert sizes["sealed_image_bytes"] < sizes["rootfs_tar_bytes"]
 
-    report = bake_immutable(tar, tmp_path, boot=True, boot_timeout=timeout)
-    print("\n" + json.dumps(report.to_dict(), indent=2))
-    assert report.timings["seal"] < 120, report.timings
-    assert report.sealed.image_bytes < report.sealed.rootfs_tar_bytes
-    boot = report.boot
-    assert boot is not None
-    assert boot.ok, f"failed checks: {[k for k, v in boot.checks.items() if not v]}; facts {boot.facts}"
-    assert boot.slot == "a" and boot.marked_successful
-    assert boot.facts["root_fstype"] == "erofs"
 
-    # Tampered update: refused, slot A stays active.
+def test_root_hash_recorded_for_the_catalog(sealed):
+    report, manifest = sealed
+    custom = json.loads(manifest.read_text())["builds"][-1]["custom_data"]
+    assert custom["variant"] == "immutable" and custom["os"].endswith("-immutable")
+    assert custom["root_hash"] == report.immutable["root_hash"] and len(custom["root_hash"]) == 64
+    seal_json = json.loads(Path(report.immutable["seal_json"]).read_text())
+    assert seal_json["root_hash"] == custom["root_hash"]
+
+
+def test_tampered_update_refused_good_update_pending(sealed, tmp_path):
+    report, _ = sealed
+    disk = Path(report.immutable["disk"])
+    sealed_dir = Path(report.immutable["sealed_dir"])
     tampered = tmp_path / "tampered"
-    shutil.copytree(report.sealed.directory, tampered)
+    shutil.copytree(sealed_dir, tampered)
+    image_bytes = report.immutable["sizes"]["sealed_image_bytes"]
     with (tampered / "root.img").open("r+b") as fh:
-        fh.seek(report.sealed.image_bytes // 3)
+        fh.seek(image_bytes // 3)
         byte = fh.read(1)
         fh.seek(-1, 1)
         fh.write(bytes([byte[0] ^ 0x01]))
     with pytest.raises(UpdateRefusedError, match=r"root\.img"):
-        update.update_slot(report.disk, tampered)
-    assert update.status(report.disk)["selected"] == "a"
+        update.update_slot(disk, tampered)
+    assert update.status(disk)["selected"] == "a"
 
-    # Good update into slot B: pending, boots, marked successful.
-    started = time.monotonic()
-    result = update.update_slot(report.disk, report.sealed.directory, root_hash=report.root_hash)
-    print(f"update slot {result.slot}: {time.monotonic() - started:.1f}s {result.seconds}")
-    assert update.status(report.disk)["slots"]["b"]["state"] == "pending"
-    second = boot_disk(report.disk, timeout=timeout, snapshot=True)
-    print(json.dumps(second.to_dict()["checks"], indent=2), f"boot {second.seconds:.1f}s")
-    assert second.slot == "b" and second.consumed_try and second.ok
-    assert update.status(report.disk)["slots"]["b"]["state"] == "good"
+    result = update.update_slot(disk, sealed_dir, root_hash=report.immutable["root_hash"])
+    assert result.slot == "b"
+    status = update.status(disk)
+    assert status["slots"]["b"]["state"] == "pending" and status["selected"] == "b"
+    if os.environ.get("NODEFORGE_IMMUTABLE_BOOT_B") == "1":
+        second = boot_disk(disk, timeout=300, snapshot=True)
+        assert second.slot == "b" and second.consumed_try and second.ok
+        assert update.status(disk)["slots"]["b"]["state"] == "good"
