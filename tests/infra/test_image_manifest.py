@@ -24,3 +24,15 @@ def test_binaries_hashed(host, manifest):
         assert info["sha256"] == host.file(info["path"]).sha256sum, name
     assert "containerd" in manifest["binaries"]
     assert manifest["binaries"]["containerd"]["version"].startswith("containerd")
+
+
+def test_package_digests_recorded(host, manifest):
+    """Every package has a sha256 in the manifest; Debian's is the digest of its dpkg md5sums file."""
+    digests = manifest["package_digests"]
+    assert digests["algorithm"] == "sha256"
+    assert len(digests["digests"]) > 50
+    for name in ("containerd", "runc"):
+        assert len(digests["digests"][name]) == 64, name
+    md5sums = host.file("/var/lib/dpkg/info/containerd.md5sums")
+    if md5sums.exists:
+        assert digests["digests"]["containerd"] == md5sums.sha256sum
