@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from nodeforge.verify import check_results
 
 JUNIT = """<?xml version="1.0" encoding="utf-8"?>
@@ -33,3 +35,31 @@ def test_check_results_ids_titles_status(tmp_path):
     assert failed.title == "something new" and failed.message == "AssertionError: assert 420 == 384"
     assert results[1].title == "anonymous auth disabled"
     assert results[4].title == "protect kernel defaults"
+
+
+def test_verify_cis_command_prints_table_and_json(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import nodeforge.verify as verify
+    from nodeforge.cli import app
+
+    junit = tmp_path / "verify-booted.xml"
+    junit.write_text(JUNIT)
+    seen = {}
+
+    def fake_verify(image, *, out_dir, markers=None, keep=False):
+        seen["markers"] = markers
+        return verify.VerifyResult(image, 4, 1, 1, 0.1, tmp_path / "verify.log", [junit])
+
+    monkeypatch.setattr(verify, "verify_image", fake_verify)
+    monkeypatch.setenv("NODEFORGE_CACHE", str(tmp_path))
+    runner = CliRunner()
+    text = runner.invoke(app, ["verify", "img:tag", "--cis"])
+    assert text.exit_code == 1  # one check failed
+    assert seen["markers"] == "cis"
+    assert "3.2.10" in text.stdout and "FAIL" in text.stdout and "anonymous auth disabled" in text.stdout
+    result = runner.invoke(app, ["verify", "img:tag", "--cis", "--output", "json"])
+    assert result.exit_code == 1
+    document = json.loads(result.stdout)
+    assert document["failed"] == 1 and len(document["checks"]) == 5
+    assert runner.invoke(app, ["verify", "img:tag", "--output", "yaml"]).exit_code == 2
