@@ -391,7 +391,8 @@ def _has_root_fstab_entry(fstab: Path) -> bool:
     return False
 
 
-def _write_file(path: Path, text: str, mode: int = 0o644) -> None:
+def write_root_file(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write TEXT to PATH inside an extracted root: root-owned, MODE, replacing a symlink rather than following it."""
     if path.is_symlink():
         path.unlink()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -426,7 +427,7 @@ def prepare_vm_root(root: Path) -> list[str]:
     # docker export ships an empty /etc/hosts placeholder (docker bind-mounts its own at runtime).
     hosts = root / "etc/hosts"
     if not hosts.is_symlink() and (not hosts.exists() or not hosts.read_text(errors="replace").strip()):
-        _write_file(
+        write_root_file(
             hosts,
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
             "ff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
@@ -444,11 +445,11 @@ def install_boot_probe(root: Path, probe_units: Sequence[str], *, extra_script: 
     for unit in probe_units:
         if not _UNIT_NAME_RE.match(unit):
             raise ValueError(f"invalid systemd unit name for the boot probe: {unit!r}")
-    _write_file(root / PROBE_SCRIPT.lstrip("/"), _probe_script(probe_units), 0o755)
+    write_root_file(root / PROBE_SCRIPT.lstrip("/"), _probe_script(probe_units), 0o755)
     if extra_script is not None:
-        _write_file(root / PROBE_EXTRA_SCRIPT.lstrip("/"), extra_script, 0o755)
+        write_root_file(root / PROBE_EXTRA_SCRIPT.lstrip("/"), extra_script, 0o755)
     unit_dir = root / "etc/systemd/system"
-    _write_file(unit_dir / PROBE_UNIT, _PROBE_UNIT_TEXT)
+    write_root_file(unit_dir / PROBE_UNIT, _PROBE_UNIT_TEXT)
     wants = unit_dir / "multi-user.target.wants"
     wants.mkdir(parents=True, exist_ok=True)
     link = wants / PROBE_UNIT
@@ -467,7 +468,7 @@ def _patch_rootfs(root: Path, probe_units: Sequence[str]) -> list[str]:
             existing = fstab.read_text(errors="replace")
             if existing and not existing.endswith("\n"):
                 existing += "\n"
-        _write_file(
+        write_root_file(
             fstab,
             existing + "# root filesystem, added by nodeforge.diskimage\n"
             f"LABEL={FS_LABEL}\t/\text4\trw,relatime,errors=remount-ro\t0\t1\n",

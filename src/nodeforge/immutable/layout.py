@@ -284,20 +284,11 @@ def _move_var(root: Path, report: LayoutReport) -> None:
     report.notes.append(f"/var moved to {VAR_SKEL} (seeds the state partition); /var is an empty mount point")
 
 
-def _write(path: Path, text: str, mode: int = 0o644) -> None:
-    if path.is_symlink():
-        path.unlink()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    os.chown(path, 0, 0)
-    path.chmod(mode)
-
-
 def install_local_settings(root: Path) -> None:
     """Install (and enable) the local-settings unit and its script into ``root``."""
-    _write(root / LOCAL_SETTINGS_SCRIPT.lstrip("/"), LOCAL_SETTINGS_SCRIPT_TEXT, 0o755)
+    diskimage.write_root_file(root / LOCAL_SETTINGS_SCRIPT.lstrip("/"), LOCAL_SETTINGS_SCRIPT_TEXT, 0o755)
     unit = root / "usr/lib/systemd/system" / LOCAL_SETTINGS_UNIT
-    _write(unit, LOCAL_SETTINGS_UNIT_TEXT)
+    diskimage.write_root_file(unit, LOCAL_SETTINGS_UNIT_TEXT)
     wants = root / "etc/systemd/system/multi-user.target.wants"
     wants.mkdir(parents=True, exist_ok=True)
     link = wants / LOCAL_SETTINGS_UNIT
@@ -316,7 +307,7 @@ def prepare_sealed_root(
         _strip(root, report)
     for mount_point in ("opt/cni", "boot"):
         (root / mount_point).mkdir(parents=True, exist_ok=True)
-    _write(root / "etc/fstab", FSTAB)
+    diskimage.write_root_file(root / "etc/fstab", FSTAB)
     install_local_settings(root)
     diskimage.install_boot_probe(root, probe_units, extra_script=PROBE_EXTRA_TEXT)
     _move_var(root, report)
