@@ -12,4 +12,5 @@ nodeforge base
 nodeforge fixtures
 # pytest drives everything else: unit tests, Molecule scenarios (tests/e2e/test_molecule.py) and the bake.
 # Three workers: Molecule scenarios mostly wait on package downloads and containers, not on the 2 CPUs.
-exec pytest -ra -n "${NODEFORGE_TEST_WORKERS:-3}" --dist loadgroup "$@"
+# Groups run in the order tests/conftest.py sorts them (longest first), not xdist's (most tests first).
+exec pytest -ra --durations=25 -n "${NODEFORGE_TEST_WORKERS:-3}" --dist loadgroup --no-loadscope-reorder "$@"

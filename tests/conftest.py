@@ -22,10 +22,34 @@ for _var in ("PY_COLORS", "FORCE_COLOR"):
 os.environ["NO_COLOR"] = "1"
 
 
+# Longest xdist groups first (scripts/test.sh turns xdist's reordering by test count off): a worker that starts a
+# long group late, or finds one queued behind another, sets the length of the whole run. Then the other e2e
+# groups, then everything else (unit tests fill the gaps at the end).
+LONG_GROUPS = ("molecule-default", "bake", "molecule-hardening", "bad-input", "molecule-containerd")
+
+
+def _xdist_group(item: pytest.Item) -> str:
+    marker = item.get_closest_marker("xdist_group")
+    if marker is None:
+        return ""
+    return str(marker.args[0] if marker.args else marker.kwargs.get("name", ""))
+
+
+def _schedule_rank(item: pytest.Item) -> int:
+    group = _xdist_group(item)
+    if group in LONG_GROUPS:
+        return LONG_GROUPS.index(group)
+    if group:
+        return len(LONG_GROUPS)
+    return len(LONG_GROUPS) + (1 if "/tests/e2e/" in str(item.fspath) else 2)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if "/tests/e2e/" in str(item.fspath):
             item.add_marker(pytest.mark.e2e)
+    order = {id(item): index for index, item in enumerate(items)}
+    items.sort(key=lambda item: (_schedule_rank(item), order[id(item)]))
 
 
 @pytest.fixture(scope="session")

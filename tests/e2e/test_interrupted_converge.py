@@ -45,7 +45,7 @@ OLD = "1.30.7/2024-12-12/bin/linux/amd64"  # the "previous good" kubelet already
 KUBELET = "/usr/bin/kubelet"
 PROVIDER = "/etc/eks/image-credential-provider/ecr-credential-provider"
 BIG_SIZE = 1 << 20
-DOWNLOAD_DIR = "/var/tmp/nodeforge-download"  # verified_download_tmp_dir's default: where get_url's temp file goes
+DOWNLOAD_DIR = "/var/lib/nodeforge/download"  # verified_download_tmp_dir's default: where get_url's temp file goes
 ENV = {"ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0", "PATH": "/usr/bin:/bin"}
 
 
