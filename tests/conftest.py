@@ -44,6 +44,23 @@ def _schedule_rank(item: pytest.Item) -> int:
     return len(LONG_GROUPS) + (1 if "/tests/e2e/" in str(item.fspath) else 2)
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Under --dist loadgroup, every grouped test's node id must carry its group (xdist tags it on the workers).
+
+    Without the tag xdist spreads a group over all workers: each one runs the group's session fixtures (three
+    bakes at once). pytest 9.2 with pytest-xdist 3.8 did exactly that, silently.
+    """
+    if not getattr(session.config.option, "loadgroup", False) or not hasattr(session.config, "workerinput"):
+        return
+    untagged = [item.nodeid for item in session.items if _xdist_group(item) and "@" not in item.nodeid]
+    if untagged:
+        raise pytest.UsageError(
+            f"pytest-xdist did not tag {len(untagged)} grouped tests with their xdist_group (e.g. {untagged[0]}): "
+            "groups would be split across workers; use the pytest/pytest-xdist pair pinned in requirements.txt"
+        )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if "/tests/e2e/" in str(item.fspath):
