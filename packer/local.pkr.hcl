@@ -1,6 +1,8 @@
 # Local bake: the node playbook converged in a Docker instance of the local base image (Debian standing in for
 # Amazon Linux), committed as an image, with a Packer manifest. Works with the Packer in Debian (1.6.6):
-# the docker builder, ansible provisioner, docker-tag and manifest post-processors are built in.
+# the docker builder, ansible provisioner, docker-tag, manifest and shell-local post-processors are built in.
+# variant = "immutable" also seals the image (read-only erofs root + dm-verity hash tree, `nodeforge image
+# seal-image`) and records its root hash in the manifest.
 
 variable "base_image" {
   type        = string
@@ -102,6 +104,46 @@ variable "git_commit" {
   }
 }
 
+variable "variant" {
+  type        = string
+  description = "mutable: the committed image; immutable: also sealed into an erofs + dm-verity root (seal_dir)."
+  default     = "mutable"
+  validation {
+    condition     = contains(["mutable", "immutable"], var.variant)
+    error_message = "The variant must be mutable or immutable."
+  }
+}
+
+variable "seal_dir" {
+  type        = string
+  description = "Where the immutable variant's sealed root goes (root.img, root.verity, kernel, initramfs, seal.json)."
+  default     = "build/local/sealed"
+  validation {
+    condition     = length(var.seal_dir) > 0
+    error_message = "The seal_dir must not be empty."
+  }
+}
+
+variable "rootfs_tar" {
+  type        = string
+  description = "Where the immutable variant keeps the exported root filesystem tar it sealed."
+  default     = "build/local/rootfs.tar"
+  validation {
+    condition     = length(var.rootfs_tar) > 0
+    error_message = "The rootfs_tar must not be empty."
+  }
+}
+
+variable "nodeforge_command" {
+  type        = string
+  description = "How to run the nodeforge CLI for the seal step (e.g. `nodeforge` or `python3 -m nodeforge.cli`)."
+  default     = "nodeforge"
+  validation {
+    condition     = length(var.nodeforge_command) > 0
+    error_message = "The nodeforge_command must not be empty."
+  }
+}
+
 locals {
   # docker run options for a systemd instance on this kind of host (see ../shared/notes/substrate.md):
   # every capability but SYS_RESOURCE (host lacks it) and SYS_TIME (keep the host clock safe).
@@ -189,7 +231,15 @@ build {
         git_commit         = var.git_commit
         template           = "local"
         image_name         = "${var.image_repository}:${var.image_tag}"
+        variant            = var.variant
       }
+    }
+    # The immutable variant: export, seal, root hash into the manifest above (a no-op for the mutable one).
+    post-processor "shell-local" {
+      inline = [
+        "if [ '${var.variant}' != immutable ]; then exit 0; fi",
+        "${var.nodeforge_command} image seal-image ${var.image_repository}:${var.image_tag} --out '${var.seal_dir}' --manifest '${var.manifest_path}' --rootfs-tar '${var.rootfs_tar}'",
+      ]
     }
   }
 }

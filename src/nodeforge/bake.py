@@ -143,12 +143,18 @@ def bake_local(options: BakeOptions, reporter: StageReporter | None = None) -> B
             "manifest_path": str(manifest),
             "components_path": str(out / "components.json"),
             "git_commit": _git_commit(),
+            "variant": options.variant,
+            # the immutable variant's seal step (a shell-local post-processor) exports and seals the image
+            "seal_dir": str(out / "immutable" / "sealed"),
+            "rootfs_tar": str(out / "rootfs.tar"),
+            "nodeforge_command": f"{sys.executable} -m nodeforge.cli",
         }
         stage("packer build", lambda: run_packer(variables, out / "packer.log"))
     report.image, report.manifest, report.components = image, str(manifest), str(out / "components.json")
     report.image_size_bytes = docker.image_size(image)
     tar = out / "rootfs.tar"
-    stage("export", lambda: docker.export_image(image, tar))
+    if options.variant == "mutable" or not tar.is_file():  # the immutable template exported it to seal it
+        stage("export", lambda: docker.export_image(image, tar))
     report.rootfs_tar, report.rootfs_tar_bytes = str(tar), tar.stat().st_size
     hygiene = stage("hygiene scan", lambda: scan_rootfs_tar(tar))
     report.hygiene = hygiene.to_dict()
@@ -196,26 +202,20 @@ def _seal(
     image: str,
     stage: Callable[[str, Callable[[], object]], object],
 ) -> None:
-    """The immutable variant: seal the exported root (erofs + dm-verity), A/B disk, boot it; record the root hash."""
+    """The immutable variant after Packer sealed the image: A/B disk with the sealed root in slot A, boot it."""
     from nodeforge.immutable import bake_immutable
+    from nodeforge.immutable.seal import SealedRoot
 
-    sealed = bake_immutable(tar, out / "immutable", boot=options.boot, stage=stage)  # type: ignore[arg-type]
+    sealed_root = SealedRoot.load(out / "immutable" / "sealed")
+    sealed = bake_immutable(
+        tar,
+        out / "immutable",
+        boot=options.boot,
+        stage=stage,  # type: ignore[arg-type]
+        sealed=sealed_root,
+    )
     report.immutable = sealed.to_dict()
-    _record_seal(Path(report.manifest), sealed.root_hash, sealed.sealed.fs_type)
     if sealed.boot is not None and not sealed.boot.ok:
         report.write(out / "bake-report.json")
         failed = [name for name, ok in sealed.boot.checks.items() if not ok]
         raise BakeError(f"boot check of the sealed {image} failed: {failed}")
-
-
-def _record_seal(manifest: Path, root_hash: str, fs_type: str) -> None:
-    """Put the sealed root's identity into the Packer manifest's custom_data (the catalog keeps it)."""
-    document = json.loads(manifest.read_text())
-    custom = document["builds"][-1].setdefault("custom_data", {})
-    custom["variant"] = "immutable"
-    custom["os"] = f"{custom.get('os', 'unknown')}-immutable"
-    custom["root_hash"] = root_hash
-    custom["root_fs"] = f"{fs_type}+dm-verity"
-    tmp = manifest.with_suffix(".tmp")
-    tmp.write_text(json.dumps(document, indent=2) + "\n")
-    tmp.replace(manifest)

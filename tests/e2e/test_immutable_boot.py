@@ -1,9 +1,8 @@
-"""The immutable variant end to end: the baked root sealed (erofs + dm-verity), the A/B disk built, booted under
-QEMU (TCG) from the verity device with /etc rendered from a settings file; then a tampered update refused and a
-good one made pending in the other slot. The root hash lands in the Packer manifest's custom_data (the catalog).
-
-Input: the session's bake (tests/e2e/conftest.py), or NODEFORGE_IMMUTABLE_ROOTFS (a baked rootfs tar) to seal
-another one. NODEFORGE_IMMUTABLE_BOOT_B=1 also boots slot B after the update (one more minute).
+"""The immutable variant end to end, on the session's bake (tests/e2e/conftest.py): the image sealed by
+`nodeforge image seal-image` (the step packer/local.pkr.hcl runs for variant = "immutable": export, erofs +
+dm-verity, root hash into the manifest), then the bake's immutable stage: A/B disk, booted under QEMU (TCG) from
+the verity device with /etc rendered from a settings file; then a tampered update refused and a good one made
+pending in the other slot. NODEFORGE_IMMUTABLE_BOOT_B=1 also boots slot B after the update (one more minute).
 """
 
 from __future__ import annotations
@@ -11,11 +10,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from nodeforge.bake import BakeOptions, BakeReport, _seal
+from nodeforge.cli import app
 from nodeforge.immutable import UpdateRefusedError, update
 from nodeforge.immutable.boot import boot_disk
 
@@ -26,36 +28,34 @@ _TOOLS = ("qemu-system-x86_64", "mkfs.erofs", "veritysetup", "sfdisk", "mkfs.ext
 
 
 @pytest.fixture(scope="module")
-def sealed(request, tmp_path_factory):
-    """The bake's immutable stage (bake._seal) run on the baked root: returns the report and the manifest."""
+def sealed(baked, tmp_path_factory):
+    """Seal the baked image as the Packer template does, then run the bake's immutable stage."""
     missing = [t for t in _TOOLS if not shutil.which(t, path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")]
     if missing:
         pytest.fail(f"missing tools {missing}: scripts/setup.sh installs them")
+    bake_report, _ = baked
     out = tmp_path_factory.mktemp("immutable")
-    given = os.environ.get("NODEFORGE_IMMUTABLE_ROOTFS", "").strip()
-    if given:
-        tar, manifest_src = Path(given), None
-    else:
-        bake_report, _ = request.getfixturevalue("baked")
-        tar, manifest_src = Path(bake_report.rootfs_tar), Path(bake_report.manifest)
     manifest = out / "manifest.json"
-    if manifest_src is not None:
-        shutil.copyfile(manifest_src, manifest)
-    else:
-        manifest.write_text(json.dumps({"builds": [{"custom_data": {"os": "debian12"}}]}))
-    report = BakeReport(manifest=str(manifest), variant="immutable")
+    shutil.copyfile(bake_report.manifest, manifest)
     timings: dict[str, float] = {}
+    started = time.monotonic()
+    result = CliRunner().invoke(
+        app,
+        ["image", "seal-image", bake_report.image, "--out", str(out / "immutable" / "sealed"),
+         "--manifest", str(manifest), "--rootfs-tar", str(out / "rootfs.tar")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    timings["seal-image"] = round(time.monotonic() - started, 1)
+    report = BakeReport(manifest=str(manifest), variant="immutable")
 
     def stage(name, fn):
-        import time
-
-        started = time.monotonic()
+        begun = time.monotonic()
         try:
             return fn()
         finally:
-            timings[name] = round(time.monotonic() - started, 1)
+            timings[name] = round(time.monotonic() - begun, 1)
 
-    _seal(BakeOptions(variant="immutable"), report, tar, out, "e2e-immutable", stage)
+    _seal(BakeOptions(variant="immutable"), report, out / "rootfs.tar", out, bake_report.image, stage)
     print("\n" + json.dumps({"timings": timings, **report.immutable}, indent=2, default=str))
     return report, manifest
 

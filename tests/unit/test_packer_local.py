@@ -37,6 +37,7 @@ def test_template_validates():
         ("kubernetes_version=2.1", "kubernetes_version must be a minor version"),
         ("base_image=nodeforge", "base_image must be a repository:tag"),
         ("image_repository=Upper/Case", "image_repository must be a non-empty lower-case"),
+        ("variant=sealed", "variant must be mutable or immutable"),
     ],
 )
 def test_bad_variables_rejected(var, message):
@@ -44,3 +45,24 @@ def test_bad_variables_rejected(var, message):
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert message in out, out
+
+
+def test_immutable_variant_validates():
+    proc = validate("variant=immutable", "seal_dir=/tmp/sealed")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_seal_step_matches_the_cli():
+    """The immutable variant's shell-local step calls `nodeforge image seal-image` with options it has."""
+    from typer.testing import CliRunner
+
+    from nodeforge.cli import app
+
+    text = TEMPLATE.read_text()
+    assert "if [ '${var.variant}' != immutable ]; then exit 0; fi" in text
+    step = next(line for line in text.splitlines() if "image seal-image" in line)
+    for option in ("--out '${var.seal_dir}'", "--manifest '${var.manifest_path}'", "--rootfs-tar '${var.rootfs_tar}'"):
+        assert option in step
+    help_text = CliRunner().invoke(app, ["image", "seal-image", "--help"]).output
+    for option in ("--out", "--manifest", "--rootfs-tar"):
+        assert option in help_text

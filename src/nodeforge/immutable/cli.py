@@ -64,6 +64,41 @@ def seal_cmd(
     console.print(table)
 
 
+@app.command("seal-image")
+def seal_image_cmd(
+    image: Annotated[str, typer.Argument(help="Docker image of a baked node, e.g. nodeforge/node:TAG")],
+    out: Annotated[Path, typer.Option("--out", help="Output directory for root.img, root.verity, seal.json ...")],
+    manifest: Annotated[
+        Path | None, typer.Option(help="Packer manifest whose last build gets the root hash in custom_data")
+    ] = None,
+    rootfs_tar: Annotated[
+        Path | None, typer.Option(help="Keep the exported root filesystem tar here (default: a temp file)")
+    ] = None,
+    fs_type: Annotated[str, typer.Option("--fs", help="Read-only filesystem: erofs or squashfs")] = "erofs",
+) -> None:
+    """Export a baked Docker image and seal it; the immutable variant's step of packer/local.pkr.hcl."""
+    import tempfile
+
+    from nodeforge import docker
+    from nodeforge.immutable.manifest import record_seal
+    from nodeforge.immutable.seal import seal_rootfs
+
+    if not docker.image_exists(image):
+        console.print(f"[red]error:[/red] image not found: {image}")
+        raise typer.Exit(1)
+    reporter = StageReporter(console)
+    with tempfile.TemporaryDirectory(prefix="nodeforge-seal-") as scratch:
+        tar = rootfs_tar or Path(scratch) / "rootfs.tar"
+        tar.parent.mkdir(parents=True, exist_ok=True)
+        with reporter.stage(f"export {image}"):
+            docker.export_image(image, tar)
+        with reporter.stage(f"seal {tar}"):
+            sealed = _guard(lambda: seal_rootfs(tar, out, fs_type=fs_type))
+    if manifest is not None:
+        _guard(lambda: record_seal(manifest, sealed))
+    console.print(f"sealed {image}: {sealed.fs_type} + dm-verity, root hash {sealed.root_hash} ({out})")
+
+
 @app.command("verify")
 def verify_cmd(
     sealed_dir: Annotated[Path, typer.Argument(help="Sealed root directory (with seal.json)")],

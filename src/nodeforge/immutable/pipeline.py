@@ -63,6 +63,7 @@ def bake_immutable(
     settings: Path | None = None,
     stage: Callable[[str, Callable[[], T]], T] | None = None,
     boot_timeout: float = 300,
+    sealed: SealedRoot | None = None,
 ) -> ImmutableReport:
     """Seal ``rootfs_tar`` into ``out_dir/sealed``, build ``out_dir/disk.img`` (slot A), boot it if ``boot``.
 
@@ -70,6 +71,8 @@ def bake_immutable(
     an example cluster (``out_dir/settings.toml``). ``stage(name, fn)`` wraps each step (progress
     reporting); by default the steps just run. The boot result is in the report; a failed check
     does not raise (the caller decides), a boot that never reports raises ``BootCheckError``.
+    ``sealed``: a root sealed already (``nodeforge image seal-image``, the Packer template's seal step): the
+    seal step is skipped and ``rootfs_tar`` only named in the report.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -87,12 +90,14 @@ def bake_immutable(
         settings = out_dir / "settings.toml"
         settings.write_text(EXAMPLE_SETTINGS)
         expect_dns = EXAMPLE_DNS
-    sealed = step("seal", lambda: seal_rootfs(rootfs_tar, out_dir / SEALED_DIR))
+    if sealed is None:
+        sealed = step("seal", lambda: seal_rootfs(rootfs_tar, out_dir / SEALED_DIR))
     disk = out_dir / DISK_NAME
-    step("disk", lambda: create_disk(disk, sealed, settings=settings))
+    root = sealed
+    step("disk", lambda: create_disk(disk, root, settings=settings))
     st = disk.stat()
     report = ImmutableReport(
-        sealed=sealed, disk=disk, disk_bytes=st.st_size, disk_allocated_bytes=st.st_blocks * 512, timings=timings
+        sealed=root, disk=disk, disk_bytes=st.st_size, disk_allocated_bytes=st.st_blocks * 512, timings=timings
     )
     if boot:
         report.boot = step("boot", lambda: boot_disk(disk, timeout=boot_timeout, expect_dns=expect_dns))
