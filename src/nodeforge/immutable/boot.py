@@ -97,6 +97,8 @@ def evaluate(result: diskimage.BootResult, *, expect_dns: str | None, units: Seq
         "/etc is a writable overlay": get("etc_fstype") == "overlay" and get("etc_writable") == "yes",
         "/var writable (state partition)": get("var_fstype") == "ext4" and get("var_writable") == "yes",
         "/opt/cni is an overlay": get("opt_cni_fstype") == "overlay",
+        # kubelet, containerd, runc, the agent and their configuration on the verity device itself
+        "node components in the sealed root": "sealed_missing" in facts and get("sealed_missing").strip() == "",
     }
     for unit in units:
         checks[f"{unit} active"] = result.unit_states.get(unit) == "active"

@@ -162,6 +162,22 @@ if __name__ == "__main__":
     sys.exit(main())
 '''
 
+# What a node needs from the sealed root itself (the probe checks them on the verity device, not through overlays).
+SEALED_NODE_FILES = (
+    "/usr/bin/kubelet",
+    "/usr/bin/containerd",
+    "/usr/sbin/runc",
+    "/usr/bin/aws-iam-authenticator",
+    "/etc/eks/image-credential-provider/ecr-credential-provider",
+    "/usr/bin/nodeforge-bootstrap",
+    "/usr/lib/nodeforge/nodeforge/bootstrap/__main__.py",
+    "/etc/containerd/config.toml",
+    "/etc/kubernetes/kubelet/config.json",
+    "/etc/systemd/system/kubelet.service",
+    "/etc/nodeforge/image-manifest.json",
+)
+_SEALED_FILES_SH = " ".join(SEALED_NODE_FILES)
+
 # Extra facts for the boot probe's report (POSIX sh, prints one JSON object on one line).
 PROBE_EXTRA_TEXT = rf"""#!/bin/sh
 # nodeforge sealed-root probe facts -- installed by nodeforge.immutable.layout.
@@ -183,10 +199,12 @@ mkdir -p "$lower"
 if mount -o ro /dev/mapper/{VERITY_NAME} "$lower" 2>/dev/null; then
     sealed_dns=$(dns "$lower/etc/kubernetes/kubelet/config.json")
     sealed_kubeconfig=$([ -e "$lower/var/lib/kubelet/kubeconfig" ] && echo present || echo absent)
+    sealed_missing=$(for f in {_SEALED_FILES_SH}; do [ -s "$lower$f" ] || printf '%s ' "$f"; done)
     umount "$lower"
 else
     sealed_dns=unmountable
     sealed_kubeconfig=unknown
+    sealed_missing=unmountable
 fi
 settings_rc=$(python3 -c 'import json; print(json.load(open("{LOCAL_SETTINGS_REPORT}"))["rc"])' 2>/dev/null)
 printf '{{"root_source":%s,"root_fstype":%s,"root_options":%s' "$(js "$(mnt / SOURCE)")" "$(js "$(mnt / FSTYPE)")" \
@@ -206,6 +224,7 @@ printf ',"kubelet_config_dns":%s,"sealed_kubelet_config_dns":%s' \
     "$(js "$(dns /etc/kubernetes/kubelet/config.json)")" "$(js "$sealed_dns")"
 printf ',"kubelet_config_in_upper":%s' \
     "$(js "$([ -e {ETC_OVERLAY_DIR}/upper/kubernetes/kubelet/config.json ] && echo yes || echo no)")"
+printf ',"sealed_missing":%s' "$(js "$sealed_missing")"
 printf ',"kubeconfig":%s,"sealed_kubeconfig":%s}}\n' \
     "$(js "$([ -e /var/lib/kubelet/kubeconfig ] && echo present || echo absent)")" "$(js "$sealed_kubeconfig")"
 """

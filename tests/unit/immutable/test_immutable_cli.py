@@ -31,6 +31,7 @@ FACTS = {
     "kubelet_config_dns": "10.100.0.10",
     "kubelet_config_in_upper": "yes",
     "sealed_kubelet_config_dns": "absent",
+    "sealed_missing": "",
 }
 
 
@@ -48,7 +49,7 @@ def _result(facts: dict, state: str = "running") -> diskimage.BootResult:
 
 def test_evaluate_all_pass_and_each_failure():
     checks = evaluate(_result(FACTS), expect_dns="10.100.0.10", units=["containerd"])
-    assert all(checks.values()) and len(checks) == 10
+    assert all(checks.values()) and len(checks) == 11
     for key, bad, check in [
         ("root_source", "/dev/vda2", "root from dm-verity device"),
         ("dm_status", "0 100 verity C", "dm-verity status verified (V)"),
@@ -57,6 +58,8 @@ def test_evaluate_all_pass_and_each_failure():
         ("var_writable", "no", "/var writable (state partition)"),
         ("kubelet_config_dns", "172.20.0.10", "/etc rendered from settings"),
         ("sealed_kubelet_config_dns", "10.100.0.10", "sealed /etc unchanged"),
+        ("sealed_missing", "/usr/bin/kubelet ", "node components in the sealed root"),
+        ("sealed_missing", "unmountable", "node components in the sealed root"),
     ]:
         result = evaluate(_result({**FACTS, key: bad}), expect_dns="10.100.0.10", units=["containerd"])
         assert not result[check], key
