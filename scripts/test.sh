@@ -11,6 +11,7 @@ export ANSIBLE_FORCE_COLOR=0 NO_COLOR=1
 nodeforge base
 nodeforge fixtures
 # pytest drives everything else: unit tests, Molecule scenarios (tests/e2e/test_molecule.py) and the bake.
-# Three workers: Molecule scenarios mostly wait on package downloads and containers, not on the 2 CPUs.
+# Four workers: the suite mostly waits on package downloads, containers and disks (about 45% of the 2 CPUs busy
+# with three workers).
 # Groups run in the order tests/conftest.py sorts them (longest first), not xdist's (most tests first).
-exec pytest -ra --durations=25 -n "${NODEFORGE_TEST_WORKERS:-3}" --dist loadgroup --no-loadscope-reorder "$@"
+exec pytest -ra --durations=25 -n "${NODEFORGE_TEST_WORKERS:-4}" --dist loadgroup --no-loadscope-reorder "$@"
