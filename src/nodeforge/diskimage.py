@@ -391,6 +391,16 @@ def _has_root_fstab_entry(fstab: Path) -> bool:
     return False
 
 
+def enable_unit(root: Path, unit_path: str) -> None:
+    """Enable the unit at UNIT_PATH (a path in the image) for multi-user.target inside an extracted root."""
+    wants = root / "etc/systemd/system/multi-user.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    link = wants / Path(unit_path).name
+    if link.exists() or link.is_symlink():
+        link.unlink()
+    link.symlink_to(unit_path)
+
+
 def write_root_file(path: Path, text: str, mode: int = 0o644) -> None:
     """Write TEXT to PATH inside an extracted root: root-owned, MODE, replacing a symlink rather than following it."""
     if path.is_symlink():
@@ -448,14 +458,8 @@ def install_boot_probe(root: Path, probe_units: Sequence[str], *, extra_script: 
     write_root_file(root / PROBE_SCRIPT.lstrip("/"), _probe_script(probe_units), 0o755)
     if extra_script is not None:
         write_root_file(root / PROBE_EXTRA_SCRIPT.lstrip("/"), extra_script, 0o755)
-    unit_dir = root / "etc/systemd/system"
-    write_root_file(unit_dir / PROBE_UNIT, _PROBE_UNIT_TEXT)
-    wants = unit_dir / "multi-user.target.wants"
-    wants.mkdir(parents=True, exist_ok=True)
-    link = wants / PROBE_UNIT
-    if link.exists() or link.is_symlink():
-        link.unlink()
-    link.symlink_to(f"/etc/systemd/system/{PROBE_UNIT}")
+    write_root_file(root / "etc/systemd/system" / PROBE_UNIT, _PROBE_UNIT_TEXT)
+    enable_unit(root, f"/etc/systemd/system/{PROBE_UNIT}")
 
 
 def _patch_rootfs(root: Path, probe_units: Sequence[str]) -> list[str]:

@@ -3,10 +3,27 @@
 from __future__ import annotations
 
 import subprocess
+import uuid
+from collections.abc import Iterator
 
 import pytest
 
+from nodeforge import docker
 from nodeforge.bake import BakeOptions, bake_local
+from nodeforge.base import BaseSpec
+
+
+@pytest.fixture(scope="module")
+def instance(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A systemd instance of the base image for the module's converges (named after the module)."""
+    spec = BaseSpec()
+    if not docker.image_exists(spec.tag):
+        pytest.fail(f"base image {spec.tag} missing: run `nodeforge base` first")
+    module = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_").replace("_", "-")
+    name = f"nodeforge-{module}-{uuid.uuid4().hex[:6]}"
+    docker.start_instance(spec.tag, name)
+    yield name
+    docker.remove(name)
 
 
 # Session scope: under xdist the group's tests share a worker but may be interleaved with other modules' tests,

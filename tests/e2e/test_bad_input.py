@@ -6,14 +6,10 @@ import json
 import shutil
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from nodeforge import docker
-from nodeforge.base import BaseSpec
 from nodeforge.mirror import ArtifactMirror
 
 # module-scoped fixtures (one bake, one instance): keep this file on one xdist worker
@@ -21,17 +17,6 @@ pytestmark = pytest.mark.xdist_group("bad-input")
 
 REPO = Path(__file__).resolve().parents[2]
 RELEASE_PATH = "1.31.3/2024-12-12/bin/linux/amd64"
-
-
-@pytest.fixture(scope="module")
-def instance() -> Iterator[str]:
-    spec = BaseSpec()
-    if not docker.image_exists(spec.tag):
-        pytest.fail(f"base image {spec.tag} missing: run `nodeforge base` first")
-    name = f"nodeforge-badinput-{uuid.uuid4().hex[:6]}"
-    docker.start_instance(spec.tag, name)
-    yield name
-    docker.remove(name)
 
 
 @pytest.fixture(autouse=True)

@@ -26,15 +26,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from faulty_mirror import MirrorLog, faulty_mirror
 
-from nodeforge import docker
-from nodeforge.base import BaseSpec
 from nodeforge.mirror import ArtifactMirror
 
 pytestmark = pytest.mark.xdist_group("interrupted-converge")
@@ -47,17 +44,6 @@ PROVIDER = "/etc/eks/image-credential-provider/ecr-credential-provider"
 BIG_SIZE = 1 << 20
 DOWNLOAD_DIR = "/var/lib/nodeforge/download"  # verified_download_tmp_dir's default: where get_url's temp file goes
 ENV = {"ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0", "PATH": "/usr/bin:/bin"}
-
-
-@pytest.fixture(scope="module")
-def instance() -> Iterator[str]:
-    spec = BaseSpec()
-    if not docker.image_exists(spec.tag):
-        pytest.fail(f"base image {spec.tag} missing: run `nodeforge base` first")
-    name = f"nodeforge-interrupt-{uuid.uuid4().hex[:6]}"
-    docker.start_instance(spec.tag, name)
-    yield name
-    docker.remove(name)
 
 
 def sh(instance: str, script: str) -> str:

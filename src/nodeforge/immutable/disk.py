@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nodeforge.immutable.errors import DiskError, ToolError
+from nodeforge.immutable.initramfs import SLOT_PARTNAMES, STATE_PARTNAME
 from nodeforge.immutable.record import RECORD_AREA, SLOTS, BootRecord, SlotInfo, read_record, write_record
 from nodeforge.immutable.seal import SealedRoot
 from nodeforge.immutable.tools import run
@@ -30,8 +31,9 @@ from nodeforge.immutable.tools import run
 MIB = 1024 * 1024
 SECTOR = 512
 BOOTCFG = "NF-BOOTCFG"
-STATE = "NF-STATE"
-SLOT_PARTS = {"a": "NF-ROOT-A", "b": "NF-ROOT-B"}
+# the partition names the initramfs looks the slots and the state partition up by
+STATE = STATE_PARTNAME
+SLOT_PARTS = SLOT_PARTNAMES
 LINUX_FS_TYPE = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
 STATE_SETTINGS = "lib/nodeforge/user-data.toml"
 STATE_METADATA = "lib/nodeforge/instance-metadata.json"

@@ -306,14 +306,8 @@ def _move_var(root: Path, report: LayoutReport) -> None:
 def install_local_settings(root: Path) -> None:
     """Install (and enable) the local-settings unit and its script into ``root``."""
     diskimage.write_root_file(root / LOCAL_SETTINGS_SCRIPT.lstrip("/"), LOCAL_SETTINGS_SCRIPT_TEXT, 0o755)
-    unit = root / "usr/lib/systemd/system" / LOCAL_SETTINGS_UNIT
-    diskimage.write_root_file(unit, LOCAL_SETTINGS_UNIT_TEXT)
-    wants = root / "etc/systemd/system/multi-user.target.wants"
-    wants.mkdir(parents=True, exist_ok=True)
-    link = wants / LOCAL_SETTINGS_UNIT
-    if link.exists() or link.is_symlink():
-        link.unlink()
-    link.symlink_to(f"/usr/lib/systemd/system/{LOCAL_SETTINGS_UNIT}")
+    diskimage.write_root_file(root / "usr/lib/systemd/system" / LOCAL_SETTINGS_UNIT, LOCAL_SETTINGS_UNIT_TEXT)
+    diskimage.enable_unit(root, f"/usr/lib/systemd/system/{LOCAL_SETTINGS_UNIT}")
 
 
 def prepare_sealed_root(
