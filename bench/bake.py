@@ -14,9 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-from nodeforge import docker
-from nodeforge.bake import BakeOptions, bake_local
-from nodeforge.base import BaseSpec, build_base
+from nodeforge.bake import docker
+from nodeforge.bake.base import BaseSpec, build_base
+from nodeforge.bake.pipeline import BakeOptions, bake_local
 
 REPO = Path(__file__).resolve().parents[1]
 

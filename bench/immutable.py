@@ -12,8 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from nodeforge.diskimage import build_disk_image
 from nodeforge.immutable import bake_immutable, update, verity
+from nodeforge.vm.disk import build_disk_image
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from nodeforge.fixtures import build_artifact_tree
-from nodeforge.mirror import ArtifactMirror
+from nodeforge.bake.fixtures import build_artifact_tree
+from nodeforge.bake.mirror import ArtifactMirror
 from nodeforge.releases import kubelet_releases
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from nodeforge import fixtures
+from nodeforge.bake import fixtures
 from nodeforge.cli_support import StageReporter
 from nodeforge.paths import cache_dir
 from nodeforge.releases import kubelet_releases
@@ -43,7 +43,7 @@ def fixtures_cmd(
 @app.command("base")
 def base_cmd(force: Annotated[bool, typer.Option(help="Rebuild even when cached")] = False) -> None:
     """Build the local base image (Debian bookworm via mmdebstrap, standing in for Amazon Linux); cached."""
-    from nodeforge.base import build_base
+    from nodeforge.bake.base import build_base
 
     with StageReporter(console).stage("base image"):
         result = build_base(force=force)
@@ -65,7 +65,7 @@ def bake_cmd(
     ] = "mutable",
 ) -> None:
     """Bake a node image end to end: base, Packer + node playbook, export, scan, verify, QEMU boot."""
-    from nodeforge.bake import BakeError, BakeOptions, bake_local
+    from nodeforge.bake.pipeline import BakeError, BakeOptions, bake_local
 
     if target != "local":
         raise typer.BadParameter(f"unknown target {target!r}; this machine bakes 'local' only", param_hint="--target")
@@ -113,8 +113,8 @@ def verify_cmd(
     output: Annotated[str, typer.Option(help="text or json")] = "text",
 ) -> None:
     """Run every node check (tests/infra) against an instance of IMAGE (--cis: the CIS table)."""
-    from nodeforge.docker import DockerError
-    from nodeforge.verify import check_results, verify_image
+    from nodeforge.bake.docker import DockerError
+    from nodeforge.bake.verify import check_results, verify_image
 
     if output not in {"text", "json"}:
         raise typer.BadParameter(f"unknown output {output!r} (text or json)", param_hint="--output")
@@ -155,7 +155,7 @@ def scan_cmd(
     output: Annotated[str, typer.Option(help="text or json")] = "text",
 ) -> None:
     """Image hygiene: keys, credentials, identity, histories, caches, logs, world-writable files."""
-    from nodeforge.hygiene import RULES, HygieneError, scan_rootfs_tar
+    from nodeforge.bake.hygiene import RULES, HygieneError, scan_rootfs_tar
 
     try:
         result = scan_rootfs_tar(rootfs)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from nodeforge.fixtures import Release
+from nodeforge.bake.fixtures import Release
 from nodeforge.paths import repo_root
 
 

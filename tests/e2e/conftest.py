@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from nodeforge import docker
-from nodeforge.bake import BakeOptions, bake_local
-from nodeforge.base import BaseSpec
+from nodeforge.bake import docker
+from nodeforge.bake.base import BaseSpec
+from nodeforge.bake.pipeline import BakeOptions, bake_local
 
 
 @pytest.fixture(scope="module")

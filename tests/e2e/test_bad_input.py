@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nodeforge.mirror import ArtifactMirror
+from nodeforge.bake.mirror import ArtifactMirror
 
 # module-scoped fixtures (one bake, one instance): keep this file on one xdist worker
 pytestmark = pytest.mark.xdist_group("bad-input")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nodeforge import docker
+from nodeforge.bake import docker
 
 # module-scoped fixtures (one bake, one instance): keep this file on one xdist worker
 pytestmark = pytest.mark.xdist_group("bake")

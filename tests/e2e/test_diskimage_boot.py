@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from nodeforge.diskimage import boot_check, build_disk_image
+from nodeforge.vm.disk import boot_check, build_disk_image
 
 pytestmark = pytest.mark.e2e
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from nodeforge.bake import BakeOptions, BakeReport, _seal
+from nodeforge.bake.pipeline import BakeOptions, BakeReport, _seal
 from nodeforge.cli import app
 from nodeforge.immutable import UpdateRefusedError, update
 from nodeforge.immutable.boot import boot_disk

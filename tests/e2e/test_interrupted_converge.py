@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 from faulty_mirror import MirrorLog, faulty_mirror
 
-from nodeforge.mirror import ArtifactMirror
+from nodeforge.bake.mirror import ArtifactMirror
 
 pytestmark = pytest.mark.xdist_group("interrupted-converge")
 

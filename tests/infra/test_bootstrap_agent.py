@@ -9,7 +9,7 @@ import uuid
 import pytest
 from conftest import REPO
 
-from nodeforge.fake_imds import FakeImdsServer
+from nodeforge.vm.imds import FakeImdsServer
 
 pytestmark = pytest.mark.bootstrap_agent
 

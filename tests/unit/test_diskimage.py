@@ -1,4 +1,4 @@
-"""Fast tests for nodeforge.diskimage: report parsing, build errors, and a tiny real mkfs (no QEMU)."""
+"""Fast tests for nodeforge.vm.disk: report parsing, build errors, and a tiny real mkfs (no QEMU)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from nodeforge import diskimage as di
+from nodeforge.vm import disk as di
 
 REPORT = {
     "probe": 1,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from nodeforge.fixtures import FIXTURE_MARKER, Release, build_artifact_tree, build_oci_image
-from nodeforge.mirror import ArtifactMirror
+from nodeforge.bake.fixtures import FIXTURE_MARKER, Release, build_artifact_tree, build_oci_image
+from nodeforge.bake.mirror import ArtifactMirror
 from nodeforge.releases import kubelet_releases
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from nodeforge.bake.hygiene import RULES, HygieneError, scan_rootfs_tar
 from nodeforge.cli import app
-from nodeforge.hygiene import RULES, HygieneError, scan_rootfs_tar
 
 KEY = (
     b"-----BEGIN OPENSSH PRIVATE KEY-----\n"

@@ -18,7 +18,7 @@ from nodeforge import settings_cli
 from nodeforge.bootstrap.cli import main as agent_main
 from nodeforge.bootstrap.settings_render import OFFLINE_INSTANCE_ID, OFFLINE_IPV4, region_of
 from nodeforge.cli import app as nodeforge_app
-from nodeforge.fake_imds import FakeImdsServer
+from nodeforge.vm.imds import FakeImdsServer
 
 INPUTS = Path(__file__).parent / "bootstrap" / "inputs"
 CA = (INPUTS / "ca.b64").read_text().strip()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from nodeforge.verify import check_results
+from nodeforge.bake.verify import check_results
 
 JUNIT = """<?xml version="1.0" encoding="utf-8"?>
 <testsuites><testsuite name="pytest" tests="6" failures="1" skipped="1">
@@ -40,7 +40,7 @@ def test_check_results_ids_titles_status(tmp_path):
 def test_verify_cis_command_prints_table_and_json(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    import nodeforge.verify as verify
+    import nodeforge.bake.verify as verify
     from nodeforge.cli import app
 
     junit = tmp_path / "verify-booted.xml"

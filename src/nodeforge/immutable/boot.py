@@ -4,7 +4,7 @@ The host plays the boot loader (QEMU boots the kernel directly, there is no firm
 :func:`~nodeforge.immutable.update.begin_boot` picks the slot from the boot record and consumes a
 try if it is pending; its kernel and initramfs are read out of the slot (sha256-checked) and booted
 with ``nodeforge.slot= nodeforge.roothash= nodeforge.hashoffset=`` on the command line -- which is
-how Bottlerocket's GRUB passes the verity root hash. The boot probe of :mod:`nodeforge.diskimage`
+how Bottlerocket's GRUB passes the verity root hash. The boot probe of :mod:`nodeforge.vm.disk`
 (installed at seal time, with the sealed-root extras of :mod:`nodeforge.immutable.layout`) reports
 back over the serial console; when every check passes the slot is marked successful.
 """
@@ -18,12 +18,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nodeforge import diskimage
 from nodeforge.immutable.disk import read_layout, read_region
 from nodeforge.immutable.errors import DiskError
 from nodeforge.immutable.initramfs import VERITY_NAME
 from nodeforge.immutable.layout import LOCAL_SETTINGS_FLAG
 from nodeforge.immutable.update import begin_boot, mark_successful
+from nodeforge.vm import disk as diskimage
 
 EXAMPLE_SETTINGS = """\
 [settings.kubernetes]
@@ -128,7 +128,7 @@ def boot_disk(
 
     ``snapshot=False`` (default) lets the guest write the state partition (first-boot seeding persists);
     the boot record is updated on the host either way. With ``mark`` the slot is marked successful
-    when every check passes. Raises :class:`~nodeforge.diskimage.BootCheckError` if no report arrives.
+    when every check passes. Raises :class:`~nodeforge.vm.disk.BootCheckError` if no report arrives.
     """
     disk = Path(disk)
     started = time.monotonic()

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from nodeforge.cli_support import StageReporter
-from nodeforge.diskimage import DiskImageError
+from nodeforge.vm.disk import DiskImageError
 
 app = typer.Typer(
     help="Immutable node image: sealed erofs + dm-verity root, A/B slots, state partition.", no_args_is_help=True
@@ -79,7 +79,7 @@ def seal_image_cmd(
     """Export a baked Docker image and seal it; the immutable variant's step of packer/local.pkr.hcl."""
     import tempfile
 
-    from nodeforge import docker
+    from nodeforge.bake import docker
     from nodeforge.immutable.manifest import record_seal
     from nodeforge.immutable.seal import seal_rootfs
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nodeforge.diskimage import DiskImageError, RootfsTarError, RootfsTarNotFoundError
+from nodeforge.vm.disk import DiskImageError, RootfsTarError, RootfsTarNotFoundError
 
 __all__ = [
     "DiskError",

@@ -2,7 +2,7 @@
 
 What changes in the extracted copy (never in the tar):
 
-* container leftovers removed and VM mount points created (:func:`nodeforge.diskimage.prepare_vm_root`);
+* container leftovers removed and VM mount points created (:func:`nodeforge.vm.disk.prepare_vm_root`);
 * package-manager *tools* removed: apt (binaries, /usr/lib/apt, /etc/apt, its timers, /var/lib/apt,
   /var/cache/apt). dpkg and its database (/var/lib/dpkg) stay: the component manifest and audits
   read them with ``dpkg-query``, and on a read-only /usr dpkg cannot install anything anyway;
@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nodeforge import diskimage
 from nodeforge.immutable.initramfs import CNI_OVERLAY_DIR, ETC_OVERLAY_DIR, VAR_SKEL, VERITY_NAME
+from nodeforge.vm import disk as diskimage
 
 LOCAL_SETTINGS_UNIT = "nodeforge-local-settings.service"
 LOCAL_SETTINGS_SCRIPT = "/usr/libexec/nodeforge/local-settings"

@@ -28,12 +28,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nodeforge import diskimage
 from nodeforge.immutable.errors import SealedDirError, SealError
 from nodeforge.immutable.initramfs import build_initramfs, modules_dir
 from nodeforge.immutable.layout import prepare_sealed_root
 from nodeforge.immutable.tools import run
 from nodeforge.immutable.verity import BLOCK_SIZE, VerityParams, check_root_hash, format_hash_tree
+from nodeforge.vm import disk as diskimage
 
 SEAL_JSON = "seal.json"
 IMAGE_NAME = "root.img"
@@ -164,7 +164,7 @@ def seal_rootfs(
     """Seal ``rootfs_tar`` into ``out_dir`` (see the module docstring); returns what ``seal.json`` records.
 
     ``compression`` defaults to lz4hc (erofs) / zstd (squashfs). ``salt`` (hex) makes the root hash
-    reproducible for identical filesystem images. Raises :class:`~nodeforge.diskimage.RootfsTarError`
+    reproducible for identical filesystem images. Raises :class:`~nodeforge.vm.disk.RootfsTarError`
     for a missing or unreadable tar, :class:`SealError` / :class:`~nodeforge.immutable.errors.ToolError`
     otherwise; a failed seal leaves no partial artifacts.
     """

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from nodeforge.bootstrap.cli import main
-from nodeforge.fake_imds import DEFAULT_METADATA, FakeImds, FakeImdsServer
+from nodeforge.vm.imds import DEFAULT_METADATA, FakeImds, FakeImdsServer
 
 
 @pytest.fixture(scope="session")

@@ -69,7 +69,7 @@ def test_runs_isolated_with_only_src_and_yaml(tmp_path):
 def test_module_entry_point_as_subprocess(tmp_path):
     from bootstrap_helpers import INPUTS
 
-    from nodeforge.fake_imds import FakeImdsServer
+    from nodeforge.vm.imds import FakeImdsServer
 
     with FakeImdsServer() as state:
         state.user_data = (INPUTS / "eksctl-al2.sh").read_bytes()

@@ -9,9 +9,9 @@ import pytest
 from immutable_helpers import flip_byte, needs_tools, tiny_rootfs
 from typer.testing import CliRunner
 
-from nodeforge import diskimage
 from nodeforge.immutable.boot import ImmutableBootResult, evaluate
 from nodeforge.immutable.cli import app
+from nodeforge.vm import disk as diskimage
 
 runner = CliRunner()
 

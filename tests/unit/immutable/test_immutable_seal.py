@@ -9,12 +9,12 @@ import subprocess
 import pytest
 from immutable_helpers import KVER, flip_byte, needs_tools, tiny_rootfs
 
-from nodeforge import diskimage
 from nodeforge.immutable import verity
 from nodeforge.immutable.errors import SealedDirError, SealError, VerityError
 from nodeforge.immutable.initramfs import build_initramfs, resolve_modules
 from nodeforge.immutable.layout import LOCAL_SETTINGS_UNIT, prepare_sealed_root
 from nodeforge.immutable.seal import SEAL_JSON, SealedRoot, seal_rootfs
+from nodeforge.vm import disk as diskimage
 
 pytestmark = needs_tools
 

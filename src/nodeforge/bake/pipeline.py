@@ -13,16 +13,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from nodeforge import docker
-from nodeforge.base import build_base
+from nodeforge.bake import docker
+from nodeforge.bake.base import build_base
+from nodeforge.bake.fixtures import build_artifact_tree, build_oci_image
+from nodeforge.bake.hygiene import scan_rootfs_tar
+from nodeforge.bake.mirror import ArtifactMirror
+from nodeforge.bake.verify import verify_image
 from nodeforge.cli_support import StageReporter
-from nodeforge.diskimage import boot_check, build_disk_image
-from nodeforge.fixtures import build_artifact_tree, build_oci_image
-from nodeforge.hygiene import scan_rootfs_tar
-from nodeforge.mirror import ArtifactMirror
 from nodeforge.paths import cache_dir, repo_root
 from nodeforge.releases import kubelet_releases
-from nodeforge.verify import verify_image
+from nodeforge.vm.disk import boot_check, build_disk_image
 
 T = TypeVar("T")
 

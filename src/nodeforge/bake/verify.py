@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from nodeforge import docker
+from nodeforge.bake import docker
 from nodeforge.paths import repo_root
 
 

@@ -82,7 +82,7 @@ _CONSOLE_TAIL_LINES = 40
 
 
 class DiskImageError(Exception):
-    """Base class for errors raised by :mod:`nodeforge.diskimage`."""
+    """Base class for errors raised by :mod:`nodeforge.vm.disk`."""
 
 
 class RootfsTarError(DiskImageError):
@@ -161,7 +161,7 @@ class BootResult:
 # -------------------------------------------------------------------------------------- boot probe
 
 _PROBE_UNIT_TEXT = f"""\
-# Installed by nodeforge.diskimage into boot-test disk images. Inert unless the kernel command line
+# Installed by nodeforge.vm.disk into boot-test disk images. Inert unless the kernel command line
 # contains {PROBE_CMDLINE_FLAG}. Type=exec: the start job finishes once the script runs, so
 # `systemctl is-system-running --wait` inside it does not wait for this unit.
 [Unit]
@@ -184,7 +184,7 @@ WantedBy=multi-user.target
 # characters are dropped. Kernel command line knobs: nodeforge.bootprobe.wait=SECONDS (max time for
 # is-system-running --wait), nodeforge.bootprobe.poweroff=0 (stay up after reporting).
 _PROBE_SCRIPT_TEXT = r"""#!/bin/sh
-# nodeforge boot probe -- installed by nodeforge.diskimage; see nodeforge-bootprobe.service.
+# nodeforge boot probe -- installed by nodeforge.vm.disk; see nodeforge-bootprobe.service.
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 SYSTEMD_PAGER=
 SYSTEMD_COLORS=0
@@ -474,7 +474,7 @@ def _patch_rootfs(root: Path, probe_units: Sequence[str]) -> list[str]:
                 existing += "\n"
         write_root_file(
             fstab,
-            existing + "# root filesystem, added by nodeforge.diskimage\n"
+            existing + "# root filesystem, added by nodeforge.vm.disk\n"
             f"LABEL={FS_LABEL}\t/\text4\trw,relatime,errors=remount-ro\t0\t1\n",
         )
         notes.append(f"added root entry LABEL={FS_LABEL} to /etc/fstab")

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nodeforge import docker
+from nodeforge.bake import docker
 from nodeforge.paths import cache_dir
 
 BASE_PACKAGES = (
