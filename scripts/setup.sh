@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 APT_PACKAGES=(docker.io packer mmdebstrap qemu-system-x86 qemu-utils e2fsprogs busybox-static
-  python3-venv iptables cryptsetup-bin erofs-utils squashfs-tools fdisk cpio)
+  python3-venv iptables cryptsetup-bin erofs-utils squashfs-tools fdisk cpio
+  grub-pc-bin grub-efi-amd64-bin ovmf dosfstools mtools socat)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

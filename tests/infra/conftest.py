@@ -1,7 +1,8 @@
 """Shared settings of the node checks.
 
-These checks run in three places: Molecule's verify step (ansible backend), `nodeforge verify IMAGE`
-(docker backend, against an instance of a baked image), and the end-to-end bake test.
+These checks run in four places: Molecule's verify step (ansible backend), `nodeforge verify IMAGE`
+(docker backend, against an instance of a baked image), the end-to-end bake test, and the booted node
+(`nodeforge verify --ssh`, ssh backend, against the image booted under QEMU from its own disk).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "verified_download",
         "image_manifest",
         "bootstrap_agent",
+        "cloud_init",
         "sysprep",
         "hardening",
         "cis",

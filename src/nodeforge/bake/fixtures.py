@@ -43,15 +43,43 @@ def fixture_script(name: str, version: str) -> bytes:
         version_line = f'{{"Version":"v{version}","Commit":"{FIXTURE_MARKER}"}}'
     else:
         version_line = f"ecr-credential-provider v{version}"
-    return (
+    head = (
         "#!/bin/sh\n"
         f"# {FIXTURE_MARKER}: stand-in for {name} {version}; not the real binary.\n"
         'case "$1" in\n'
         f"  --version|version) echo '{version_line}'; exit 0 ;;\n"
         "esac\n"
-        f"echo '{FIXTURE_MARKER}: {name} cannot run for real here' >&2\n"
-        "exit 1\n"
-    ).encode()
+    )
+    if name == "kubelet":
+        return (head + _KUBELET_RUN.replace("@VERSION@", version)).encode()
+    return (head + f"echo '{FIXTURE_MARKER}: {name} cannot run for real here' >&2\nexit 1\n").encode()
+
+
+KUBELET_ARGS_RECORD = "/run/nodeforge-fixture/kubelet.args"
+"""Where the kubelet stand-in records the arguments it was started with (one per line)."""
+
+# Started by kubelet.service, the stand-in does what a booted node can check without a cluster: it refuses to
+# start without readable --config and --kubeconfig files (as the kubelet does), records its arguments, says in
+# the journal that it is a fixture, and then stays up like a running kubelet.
+_KUBELET_RUN = f"""config=
+kubeconfig=
+prev=
+for arg in "$@"; do
+    case "$prev" in --config) config="$arg" ;; --kubeconfig) kubeconfig="$arg" ;; esac
+    case "$arg" in --config=*) config="${{arg#*=}}" ;; --kubeconfig=*) kubeconfig="${{arg#*=}}" ;; esac
+    prev="$arg"
+done
+for f in "$config" "$kubeconfig"; do
+    if [ -z "$f" ] || [ ! -r "$f" ]; then
+        echo "{FIXTURE_MARKER}: kubelet: --config and --kubeconfig must name readable files (got '$f')" >&2
+        exit 1
+    fi
+done
+mkdir -p "$(dirname {KUBELET_ARGS_RECORD})"
+printf '%s\\n' "$@" > {KUBELET_ARGS_RECORD}
+echo "{FIXTURE_MARKER}: kubelet v@VERSION@ started (not the real kubelet) with: $*" >&2
+exec sleep infinity
+"""
 
 
 def sha256_file(path: Path) -> str:

@@ -1,0 +1,66 @@
+"""cloud_init: cloud-init with the Ec2 datasource (IMDSv2), the default user, an SSH server with per-instance keys."""
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.cloud_init
+
+CONFIG = "/etc/cloud/cloud.cfg.d/05_nodeforge.cfg"
+
+
+def _booted(host) -> bool:
+    """True on a booted VM (not a container): where cloud-init and the network service really run."""
+    virt = host.run("systemd-detect-virt --container")
+    return virt.rc != 0
+
+
+def test_cloud_init_installed(host):
+    assert host.exists("cloud-init")
+    assert host.run("cloud-init --version").rc == 0
+
+
+def test_ec2_datasource_only(host):
+    conf = host.file(CONFIG)
+    assert conf.exists and conf.user == "root" and conf.mode == 0o644
+    data = yaml.safe_load(conf.content_string)
+    assert data["datasource_list"] == ["Ec2", "None"]
+    assert data["datasource"]["Ec2"]["metadata_urls"] == ["http://169.254.169.254"]
+    assert data["disable_root"] is True and data["ssh_pwauth"] is False
+    assert data["system_info"]["default_user"]["name"] == "ec2-user"
+    assert data["system_info"]["default_user"]["lock_passwd"] is True
+
+
+@pytest.mark.parametrize("unit", ["cloud-init-local", "cloud-init", "cloud-config", "cloud-final"])
+def test_cloud_init_stages_enabled(host, unit):
+    assert host.service(unit).is_enabled
+
+
+def test_cloud_init_runs_before_ssh_and_the_agent_after_network(host):
+    after = host.run("systemctl show -p After --value nodeforge-bootstrap.service").stdout.split()
+    assert "network-online.target" in after
+
+
+def test_ssh_server_makes_missing_host_keys(host):
+    unit = "ssh" if host.file("/lib/systemd/system/ssh.service").exists else "sshd"
+    assert host.service(unit).is_enabled
+    dropin = host.file(f"/etc/systemd/system/{unit}.service.d/10-nodeforge-host-keys.conf")
+    assert dropin.exists and "ssh-keygen -A" in dropin.content_string
+
+
+def test_network_service_enabled_but_not_in_containers(host):
+    service = host.service("systemd-networkd")
+    assert service.is_enabled
+    dropin = host.file("/etc/systemd/system/systemd-networkd.service.d/10-nodeforge-not-in-container.conf")
+    assert "ConditionVirtualization=!container" in dropin.content_string
+
+
+def test_first_boot_ran_from_imds(host):
+    """On the booted node: cloud-init finished with the Ec2 datasource, and the default user has the IMDS key."""
+    if not _booted(host):
+        pytest.skip("cloud-init runs only on a booted instance (this is a container)")
+    status = host.run("cloud-init status --long")
+    assert "status: done" in status.stdout, status.stdout + status.stderr
+    assert "DataSourceEc2" in status.stdout, status.stdout
+    keys = host.file("/home/ec2-user/.ssh/authorized_keys")
+    assert keys.exists and keys.user == "ec2-user" and keys.mode == 0o600
+    assert keys.content_string.strip()
