@@ -107,36 +107,83 @@ def bake_cmd(
 
 @app.command("verify")
 def verify_cmd(
-    image: Annotated[str, typer.Argument(help="Docker image of a baked node, e.g. nodeforge/node:TAG")],
+    image: Annotated[
+        str | None, typer.Argument(help="Docker image of a baked node, e.g. nodeforge/node:TAG (or use --ssh)")
+    ] = None,
+    ssh: Annotated[
+        str | None, typer.Option("--ssh", help="A running node over SSH instead: USER@HOST[:PORT] (sudo needed)")
+    ] = None,
+    identity_file: Annotated[Path | None, typer.Option("-i", help="SSH private key for --ssh")] = None,
     markers: Annotated[str | None, typer.Option("-m", help="Only checks with these pytest markers")] = None,
     cis: Annotated[bool, typer.Option("--cis", help="Only the CIS EKS worker-node checks, as a table")] = False,
     output: Annotated[str, typer.Option(help="text or json")] = "text",
 ) -> None:
-    """Run every node check (tests/infra) against an instance of IMAGE (--cis: the CIS table)."""
+    """Run every node check (tests/infra) against an instance of IMAGE, or a running node (--ssh)."""
     from nodeforge.bake.docker import DockerError
-    from nodeforge.bake.verify import check_results, verify_image
+    from nodeforge.bake.verify import check_results, verify_image, verify_ssh
 
     if output not in {"text", "json"}:
         raise typer.BadParameter(f"unknown output {output!r} (text or json)", param_hint="--output")
+    if (image is None) == (ssh is None):
+        raise typer.BadParameter("give an IMAGE or --ssh USER@HOST[:PORT] (one of them)", param_hint="IMAGE")
+    if identity_file is not None and not identity_file.is_file():
+        raise typer.BadParameter(f"{identity_file}: no such key file", param_hint="-i")
     selection = "cis" if cis else markers
     if cis and markers:
         selection = f"cis and ({markers})"
+    target = image or str(ssh)
     try:
-        with StageReporter(console if output == "text" else Console(stderr=True)).stage(f"verify {image}"):
-            result = verify_image(image, out_dir=cache_dir() / "verify", markers=selection)
-    except DockerError as exc:
+        with StageReporter(console if output == "text" else Console(stderr=True)).stage(f"verify {target}"):
+            if ssh is not None:
+                result = verify_ssh(
+                    ssh, out_dir=cache_dir() / "verify-ssh", identity_file=identity_file, markers=selection
+                )
+            else:
+                result = verify_image(target, out_dir=cache_dir() / "verify", markers=selection)
+    except (DockerError, ValueError) as exc:
         Console(stderr=True).print(f"[red]verify failed:[/red] {exc}")
         raise typer.Exit(2) from exc
     checks = check_results(result.junit) if cis else []
     if output == "json":
-        summary = {"image": image, "passed": result.passed, "failed": result.failed, "skipped": result.skipped}
+        summary = {"image": target, "passed": result.passed, "failed": result.failed, "skipped": result.skipped}
         print(json.dumps({**summary, "checks": [c.to_dict() for c in checks], "log": str(result.report)}, indent=2))
     else:
         if cis:
-            _print_checks(image, checks)
+            _print_checks(target, checks)
         console.print(f"{result.passed} passed, {result.failed} failed, {result.skipped} skipped (log {result.report})")
     if not result.ok:
         raise typer.Exit(1)
+
+
+@app.command("launch")
+def launch_cmd(
+    image: Annotated[Path, typer.Argument(help="A node image: its disk.img, or a rootfs tar (build/local/TAG/...)")],
+    user_data: Annotated[
+        Path | None, typer.Option("--user-data", help="User data file, as EC2 would serve it (none: no user data)")
+    ] = None,
+    instance_type: Annotated[str, typer.Option("--instance-type", help="EC2 instance type IMDS reports")] = "m5.large",
+    firmware: Annotated[str, typer.Option(help="bios (legacy boot) or uefi (OVMF)")] = "bios",
+    imds: Annotated[str, typer.Option(help="v2 (token required), v1-only (token PUT refused), unreachable")] = "v2",
+    ssh: Annotated[bool, typer.Option("--ssh", help="Keep the node up with SSH (key from IMDS) until Enter")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the node's report")] = 900,
+    output: Annotated[str, typer.Option(help="text or json")] = "text",
+) -> None:
+    """Boot IMAGE like EC2 (its own boot loader, IMDSv2, cloud-init) with your user data; show what the node did."""
+    from nodeforge.vm import launch_cli
+
+    raise typer.Exit(
+        launch_cli.run(
+            image,
+            user_data=user_data,
+            instance_type=instance_type,
+            firmware=firmware,
+            imds=imds,
+            ssh=ssh,
+            timeout=timeout,
+            output=output,
+            console=console,
+        )
+    )
 
 
 def _print_checks(image: str, checks: list) -> None:

@@ -122,3 +122,69 @@ def verify_image(image: str, *, out_dir: Path, markers: str | None = None, keep:
             totals = [a + b for a, b in zip(totals, counts, strict=True)]
     passed, failed, skipped = totals
     return VerifyResult(image, passed, failed, skipped, time.monotonic() - started, log, junits)
+
+
+_SSH_TARGET = re.compile(r"^(?P<user>[a-z_][a-z0-9_.-]*)@(?P<host>[A-Za-z0-9.:\[\]-]+?)(?::(?P<port>\d{1,5}))?$")
+
+
+def parse_ssh_target(target: str) -> tuple[str, str, int]:
+    """USER@HOST[:PORT] -> (user, host, port); ValueError naming the target otherwise."""
+    match = _SSH_TARGET.match(target)
+    if not match:
+        raise ValueError(f"--ssh {target!r}: expected USER@HOST[:PORT], e.g. ec2-user@127.0.0.1:2222")
+    port = int(match.group("port") or 22)
+    if not 0 < port < 65536:
+        raise ValueError(f"--ssh {target!r}: port {port} out of range")
+    return match.group("user"), match.group("host").strip("[]"), port
+
+
+def verify_ssh(
+    target: str,
+    *,
+    out_dir: Path,
+    identity_file: Path | None = None,
+    markers: str | None = None,
+    kubernetes_version: str | None = None,
+) -> VerifyResult:
+    """Run the node checks of tests/infra over SSH against a running node (testinfra's ssh backend, sudo).
+
+    The same selection as a booted image instance (sysprep's checks are about the image as shipped, not a node
+    that has booted). Host keys are per instance and new at every first boot: they are not pinned here.
+    """
+    user, host, port = parse_ssh_target(target)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log = out_dir / "verify-ssh.log"
+    junit = out_dir / "verify-ssh.xml"
+    junit.unlink(missing_ok=True)
+    ssh_config = out_dir / "ssh_config"
+    lines = [
+        "Host *",
+        "  StrictHostKeyChecking no",
+        "  UserKnownHostsFile /dev/null",
+        "  LogLevel ERROR",
+        "  ConnectTimeout 20",
+        "  ServerAliveInterval 15",
+        "  ControlMaster auto",
+        f"  ControlPath {out_dir}/cm-%C",
+        "  ControlPersist 120",
+    ]
+    if identity_file is not None:
+        lines += [f"  IdentityFile {identity_file}", "  IdentitiesOnly yes"]
+    ssh_config.write_text("\n".join(lines) + "\n")
+    env = dict(os.environ)
+    if kubernetes_version:
+        env["NODEFORGE_KUBERNETES_VERSION"] = kubernetes_version
+    selection = "not sysprep and not verified_download and not os_packages"
+    expr = f"({selection}) and ({markers})" if markers else selection
+    cmd = [
+        sys.executable, "-m", "pytest", str(repo_root() / "tests" / "infra"),
+        f"--hosts=ssh://{user}@{host}:{port}", f"--ssh-config={ssh_config}", "--sudo",
+        "-p", "no:cacheprovider", f"--junitxml={junit}", "-q", "-m", expr,
+    ]  # fmt: skip
+    started = time.monotonic()
+    with log.open("w") as handle:
+        handle.write(f"== ssh {user}@{host}:{port}: -m '{expr}'\n")
+        handle.flush()
+        subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env, check=False, cwd=repo_root())
+    passed, failed, skipped = _count(junit) if junit.exists() else (0, 1, 0)
+    return VerifyResult(target, passed, failed, skipped, time.monotonic() - started, log, [junit])

@@ -241,6 +241,7 @@ def build_boot_disk(
     probe_units: Sequence[str] | None = None,
     cmdline_extra: Sequence[str] = (),
     extra_probe_script: str | None = None,
+    extra_files: dict[str, Path] | None = None,
     name: str = "disk.img",
 ) -> BootDisk:
     """Build ``out_dir/NAME``: a raw GPT disk that boots the baked root under BIOS and UEFI firmware alone.
@@ -268,6 +269,11 @@ def build_boot_disk(
         notes = vmdisk.prepare_vm_root(root)
         notes += _write_fstab(root, root_uuid)
         vmdisk.install_boot_probe(root, units, extra_script=extra_probe_script)
+        for rel, src in (extra_files or {}).items():
+            target = root / rel.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, target)
+            notes.append(f"added /{rel.lstrip('/')} (boot check only)")
         cmdline = node_cmdline(root_uuid, cmdline_extra)
         kernel_path = "/" + str(kernel.relative_to(root))
         initrd_path = "/" + str(initrd.relative_to(root))

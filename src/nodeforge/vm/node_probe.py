@@ -1,0 +1,121 @@
+"""What a booted node did at first boot, as one JSON line: the boot probe's ``extra`` report on a launched VM.
+
+Installed into launch disks as the probe's extra script (``/usr/local/libexec/nodeforge-bootprobe-extra``) and
+run on the node by ``python3`` (stdlib only; written for the node's oldest interpreter). It reads, and never
+changes, the node: the bootstrap unit's outcome and its journal, cloud-init's result, the kubelet unit and the
+arguments the kubelet was started with, containerd and one container run, and the files the agent writes.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+AGENT_FILE_GLOBS = (
+    "/etc/kubernetes/kubelet/config.json",
+    "/etc/kubernetes/kubelet/config.json.d/*",
+    "/etc/kubernetes/pki/ca.crt",
+    "/etc/kubernetes/image-credential-provider/*",
+    "/var/lib/kubelet/kubeconfig",
+    "/var/lib/kubelet/bootstrap-kubeconfig",
+    "/etc/eks/kubelet/environment",
+    "/etc/containerd/config.d/*",
+    "/etc/containerd/certs.d/*/hosts.toml",
+    "/etc/systemd/system/kubelet.service.d/*",
+    "/etc/systemd/system/runtime.slice",
+    "/etc/sysctl.d/90-nodeforge-settings.conf",
+)
+UNITS = ("nodeforge-bootstrap.service", "kubelet.service", "containerd.service", "cloud-final.service", "ssh.service")
+UNIT_PROPS = (
+    "ActiveState,SubState,Result,ExecMainStatus,NRestarts,ActiveEnterTimestampMonotonic,InactiveExitTimestampMonotonic"
+)
+KUBELET_ARGS = "/run/nodeforge-fixture/kubelet.args"
+PROBE_IMAGE = "/var/lib/nodeforge-probe/busybox-oci.tar"
+MAX_FILE = 64 * 1024
+
+
+def _run(cmd: list[str], timeout: int = 60) -> tuple[int, str]:
+    try:
+        proc = subprocess.run(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=timeout,
+            universal_newlines=True,  # noqa: UP021 (node Python 3.7)
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return 127, str(exc)
+    return proc.returncode, proc.stdout
+
+
+def _unit(name: str) -> dict[str, str]:
+    _, out = _run(["systemctl", "show", "-p", UNIT_PROPS, name])
+    props = {}
+    for line in out.splitlines():
+        key, _, value = line.partition("=")
+        props[key] = value
+    return props
+
+
+def _read(path: str) -> str:
+    try:
+        with Path(path).open("rb") as fh:
+            return fh.read(MAX_FILE).decode("utf-8", "replace")
+    except OSError as exc:
+        return f"<unreadable: {exc.strerror}>"
+
+
+def _files() -> dict[str, str]:
+    found = {}
+    for pattern in AGENT_FILE_GLOBS:
+        folder, _, name = pattern.rpartition("/")
+        for path in sorted(Path(folder).glob(name)):
+            if path.is_file():
+                found[str(path)] = _read(str(path))
+    return found
+
+
+def _container_run() -> dict[str, object]:
+    if not Path(PROBE_IMAGE).is_file():
+        return {"ran": False, "detail": "no probe image on this disk"}
+    ns = ["ctr", "--namespace", "nodeforge-probe"]
+    rc, out = _run([*ns, "images", "import", "--all-platforms", PROBE_IMAGE], timeout=120)
+    if rc != 0:
+        return {"ran": False, "detail": "import failed: " + out[-400:]}
+    ref = ""
+    for line in out.splitlines():
+        for word in line.split():
+            if ":" in word and "/" in word and not word.startswith("sha256"):
+                ref = word
+                break
+        if ref:
+            break
+    if not ref:
+        _, listing = _run([*ns, "images", "ls", "-q"])
+        ref = listing.split()[0] if listing.split() else ""
+    rc, out = _run([*ns, "run", "--rm", ref, "nodeforge-probe", "echo", "container-ok"], timeout=120)
+    return {"ran": rc == 0 and "container-ok" in out, "image": ref, "output": out[-400:]}
+
+
+def main() -> None:
+    _, journal = _run(["journalctl", "-b", "-u", "nodeforge-bootstrap.service", "-o", "cat", "--no-pager"])
+    boots_rc, boots = _run(["journalctl", "--list-boots", "--no-pager"])
+    _, ci_status = _run(["cloud-init", "status", "--long"])
+    report = {
+        "units": {name: _unit(name) for name in UNITS},
+        "bootstrap_journal": journal.splitlines()[-60:],
+        "boots": len([line for line in boots.splitlines() if line.strip()]) if boots_rc == 0 else 0,
+        "cloud_init_status": ci_status.strip().splitlines(),
+        "cloud_init_result": _read("/run/cloud-init/result.json"),
+        "cloud_init_output": _read("/var/log/cloud-init-output.log")[-8000:],
+        "kubelet_args": _read(KUBELET_ARGS).splitlines() if Path(KUBELET_ARGS).exists() else None,
+        "files": _files(),
+        "container": _container_run(),
+        "monotonic_now_us": int(float(_read("/proc/uptime").split()[0]) * 1e6),
+    }
+    print(json.dumps(report, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()
