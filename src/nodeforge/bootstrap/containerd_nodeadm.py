@@ -131,10 +131,19 @@ def migrate(document: dict[str, Any]) -> dict[str, Any]:
         plugins[CRI_V2] = streaming
     else:
         del plugins[CRI_V2]
-    for name in (CRI_V3_IMAGES, CRI_V3_RUNTIME):
-        if not plugins[name]:
-            del plugins[name]
-    return result
+    return _pruned(result)
+
+
+def _pruned(table: dict[str, Any]) -> dict[str, Any]:
+    """``table`` without the empty tables the conversion left (an empty table sets nothing)."""
+    pruned = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            value = _pruned(value)
+            if not value:
+                continue
+        pruned[key] = value
+    return pruned
 
 
 def user_config(text: str, config_version: int) -> str:

@@ -39,7 +39,7 @@ class PlanOptions:
     custom_networking: bool = False
     auth_helper: str = "auto"
     cis_mode: str = "enforce"
-    resolve_host: Callable[[str], list[str]] = instance.lookup_host
+    resolve_host: Callable[[str], list[str]] | None = None  # None: instance.lookup_host (the system resolver)
 
 
 @dataclass
@@ -284,7 +284,9 @@ def _nodeadm_host_files(settings: NodeSettings, options: PlanOptions, diagnostic
             current = ""
         except OSError as exc:
             raise BootstrapError(f"cannot read {instance.HOSTS_PATH}: {exc.strerror}") from exc
-        hosts = instance.outpost_hosts(cluster.api_server_endpoint, current, options.resolve_host)
+        hosts = instance.outpost_hosts(
+            cluster.api_server_endpoint, current, options.resolve_host or instance.lookup_host
+        )
         if hosts is not None:
             files.append(PlannedFile(instance.HOSTS_PATH, hosts.encode()))
     return files
