@@ -15,7 +15,6 @@ nodeadm tells the two schemas apart by the plugin names only version 3 has; so d
 from __future__ import annotations
 
 import copy
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -160,4 +159,6 @@ def user_config(text: str, config_version: int) -> str:
         return text
     if is_version3(text):
         return text
+    import tomllib  # only here: a version 2 config to convert (the model has already parsed it once)
+
     return dumps(migrate(tomllib.loads(text)))

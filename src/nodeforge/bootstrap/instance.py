@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -121,6 +120,8 @@ def resolved_config(nameservers: list[str], domains: list[str]) -> str | None:
 
 def lookup_host(host: str) -> list[str]:
     """The addresses ``host`` resolves to, in resolver order, without duplicates."""
+    import socket  # only a local Outpost resolves names: kept off the agent's start-up path
+
     addresses: list[str] = []
     for family, _, _, _, sockaddr in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP):
         if family in (socket.AF_INET, socket.AF_INET6) and sockaddr[0] not in addresses:

@@ -47,9 +47,6 @@ class Result:
     stdout: str = ""
 
 
-Runner = Callable[[Sequence[str]], Result]
-
-
 def run_command(argv: Sequence[str]) -> Result:
     """The real runner: the command's exit code and output (stderr goes to the agent's stderr)."""
     try:
@@ -85,7 +82,7 @@ class LocalDisks:
     mount_dir: str = DEFAULT_MOUNT_DIR
     disabled_mounts: list[str] = field(default_factory=list)
     root: Path = Path("/")
-    runner: Runner = run_command
+    runner: Callable[[Sequence[str]], Result] = run_command  # an annotation only (not evaluated): 3.7-safe
     log: list[str] = field(default_factory=list)
 
     def _path(self, path: str) -> Path:
