@@ -22,6 +22,7 @@ from nodeforge.bootstrap.errors import BootstrapError, InvalidInputError
 SYSTEM_ENVIRONMENT_PATH = "/etc/systemd/system.conf.d/environment.conf"
 SERVICE_DROPIN_DIR = "/etc/systemd/system"
 RESOLVED_PATH = "/run/systemd/resolved.conf.d/40-eks.conf"
+RESOLVED_BINARIES = ("/usr/lib/systemd/systemd-resolved", "/lib/systemd/systemd-resolved")
 HOSTS_PATH = "/etc/hosts"
 HEADER = "# Written by the nodeforge bootstrap agent from spec.instance.environment; re-run the agent to change it.\n"
 _SERVICE = re.compile(r"^[A-Za-z0-9:_.\\-]+(@[A-Za-z0-9:_.\\-]*)?$")

@@ -181,7 +181,11 @@ def build(settings: NodeSettings, metadata: InstanceMetadata, options: PlanOptio
 
     base = containerd.base_config(options.root)
     config_version = containerd.config_version(base)
-    user_containerd = containerd_nodeadm.user_config(spec.containerd.config, config_version)
+    try:
+        user_containerd = containerd_nodeadm.user_config(spec.containerd.config, config_version)
+    except InvalidInputError as exc:
+        name = settings.field_names.get("spec.containerd.config", "spec.containerd.config")
+        raise InvalidInputError(str(exc).replace("spec.containerd.config", name, 1), exc.problems) from exc
     runtime_section = containerd_nodeadm.nodeadm_section(config_version, options.root, options.kubelet_version)
     sandbox = None
     if settings.pause_account or settings.pause_version:
@@ -272,9 +276,13 @@ def _nodeadm_host_files(settings: NodeSettings, options: PlanOptions, diagnostic
     for path, content in instance.environment_files(settings.spec.instance.environment, options.root):
         files.append(PlannedFile(path, _encode(content)))
     network = settings.spec.instance.network
-    files.append(
-        PlannedFile(instance.RESOLVED_PATH, _encode(instance.resolved_config(network.nameservers, network.domains)))
-    )
+    resolved = instance.resolved_config(network.nameservers, network.domains)
+    if resolved is not None and not any(_under(options.root, path).exists() for path in instance.RESOLVED_BINARIES):
+        raise InvalidInputError(
+            "spec.instance.network: this image has no systemd-resolved to give the nameservers and search domains to",
+            [f"looked for {' and '.join(instance.RESOLVED_BINARIES)}"],
+        )
+    files.append(PlannedFile(instance.RESOLVED_PATH, _encode(resolved)))
     cluster = settings.spec.cluster
     if cluster.enable_outpost:
         hosts_path = _under(options.root, instance.HOSTS_PATH)

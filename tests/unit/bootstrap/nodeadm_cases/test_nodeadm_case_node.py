@@ -272,6 +272,9 @@ def test_environment_percent_and_bad_names(agent):
 
 
 def test_network_name_resolution(agent):
+    resolved = agent.root / "usr/lib/systemd/systemd-resolved"
+    resolved.parent.mkdir(parents=True)
+    resolved.write_text("")
     run(
         agent,
         "1.31.0",
@@ -406,3 +409,22 @@ def test_imds_unreachable_then_available(agent):
     agent.imds.fail_next = 1  # IMDS comes back: the retry succeeds
     agent.imds.user_data = CLUSTER.encode()
     assert agent.run("--imds-retries", "3").code == EXIT_OK
+
+
+def test_network_name_resolution_needs_systemd_resolved(agent):
+    result = agent.run(user_data=nodeconfig("  instance:\n    network:\n      nameservers: [8.8.8.8]\n"))
+    assert result.code == EXIT_INVALID
+    assert "spec.instance.network: this image has no systemd-resolved" in result.err
+
+
+def test_legacy_containerd_file_in_version3_refused_on_containerd1(agent):
+    (agent.root / "etc/containerd").mkdir(parents=True)
+    (agent.root / "etc/containerd/config.toml").write_text("version = 2\n")
+    (agent.root / "etc/eks").mkdir(parents=True)
+    (agent.root / "etc/eks/custom.toml").write_text("version = 3\n[plugins.'io.containerd.cri.v1.images']\nx = 1\n")
+    result = agent.run(
+        "legacy", "--", "my-cluster", "--b64-cluster-ca", CA, "--apiserver-endpoint", "https://example.com",
+        "--containerd-config-file", "/etc/eks/custom.toml",
+    )  # fmt: skip
+    assert result.code == EXIT_INVALID
+    assert "a version 3 containerd config cannot be used with this image's containerd 1.x" in result.err
