@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nodeforge.bootstrap.errors import BootstrapError
+from nodeforge.bootstrap.errors import EXIT_SERVICES, BootstrapError
 
 DEFAULT_MOUNT_DIR = "/mnt/k8s-disks"
 MD_NAME = "kubernetes"
@@ -38,7 +38,9 @@ BIND_MOUNTS = (
 
 
 class CommandError(BootstrapError):
-    pass
+    """A disk command (mdadm, mkfs.xfs, blkid, systemctl ...) failed or is not installed."""
+
+    exit_code = EXIT_SERVICES
 
 
 @dataclass
