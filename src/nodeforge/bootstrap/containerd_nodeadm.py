@@ -1,9 +1,9 @@
 """What nodeadm's containerd template sets that the image's config.toml does not, and the user's containerd TOML
 made to fit the node's containerd:
 
-- the CRI runtime: ``runc`` (``/usr/sbin/runc``), or ``nvidia`` when ``/usr/bin/nvidia-container-runtime`` is
-  installed, as the default runtime, with the base runtime spec and ``SystemdCgroup``; ``enable_cdi`` from
-  kubelet 1.32 on;
+- the CRI runtime: ``runc`` (its path, ``/usr/sbin/runc`` on EKS AMIs), or ``nvidia`` when
+  ``/usr/bin/nvidia-container-runtime`` is installed, as the default runtime, with the base runtime spec and
+  ``SystemdCgroup``; ``enable_cdi`` from kubelet 1.32 on;
 - a version 2 user config on containerd 2.x (the image's config.toml is version 3) is converted to version 3 as
   ``containerd config migrate`` converts it (the CRI plugin split into ``io.containerd.cri.v1.images``,
   ``io.containerd.cri.v1.runtime`` and the streaming keys left in ``io.containerd.grpc.v1.cri``);
@@ -54,18 +54,21 @@ def is_version3(text: str) -> bool:
 
 
 def runtime(root: Path) -> tuple[str, str]:
-    """(runtime name, binary): nvidia when its runtime is installed, else runc."""
+    """(runtime name, binary): nvidia when its runtime is installed, else runc where it is installed ("" when
+    it is in none of the usual places: containerd then looks runc up in its PATH)."""
     if (root / NVIDIA_RUNTIME.lstrip("/")).exists():
         return "nvidia", NVIDIA_RUNTIME
     for binary in RUNC_BINARIES:
         if (root / binary.lstrip("/")).exists():
             return "runc", binary
-    return "runc", RUNC_BINARIES[0]
+    return "runc", ""
 
 
 def nodeadm_section(config_version: int, root: Path, kubelet_version: tuple[int, int] | None) -> dict[str, Any]:
     """The runtime settings nodeadm's template writes, in the schema of the image's containerd."""
     name, binary = runtime(root)
+    options: dict[str, Any] = {"BinaryName": binary} if binary else {}
+    options["SystemdCgroup"] = True
     cri = {
         "enable_cdi": kubelet_version is None or kubelet_version >= CDI_SINCE,
         "containerd": {
@@ -74,7 +77,7 @@ def nodeadm_section(config_version: int, root: Path, kubelet_version: tuple[int,
                 name: {
                     "runtime_type": RUNC_TYPE,
                     "base_runtime_spec": runtimespec.PATH,
-                    "options": {"BinaryName": binary, "SystemdCgroup": True},
+                    "options": options,
                 }
             },
         },

@@ -58,6 +58,7 @@ V3_CONFIG_PINNED = nodeconfig("""  containerd:
       [plugins.'io.containerd.cri.v1.images'.pinned_images]
       sandbox = 'registry.k8s.io/pause:3.10'
 """)
+CLUSTER_ONLY = nodeconfig()
 LOCAL_PAUSE = "localhost/kubernetes/pause:latest"
 CONTAINERD_1 = "1.7.27"
 CONTAINERD_2 = "2.0.5"
@@ -67,6 +68,9 @@ def image(agent, containerd_version, *, nvidia=False):
     path = agent.root / "etc/containerd/config.toml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(baked_containerd_config(containerd_version))
+    runc = agent.root / "usr/sbin/runc"  # where the EKS AMIs (and nodeadm's template) have it
+    runc.parent.mkdir(parents=True, exist_ok=True)
+    runc.write_text("")
     if nvidia:
         (agent.root / "usr/bin").mkdir(parents=True, exist_ok=True)
         (agent.root / "usr/bin/nvidia-container-runtime").write_text("")
@@ -177,3 +181,15 @@ def test_base_runtime_spec_default_keeps_the_eks_open_files_limit(agent):
     assert agent.run(user_data=nodeconfig()).code == EXIT_OK
     spec = read_json(agent.root, runtimespec.PATH)
     assert spec["process"]["rlimits"] == [{"hard": 1048576, "soft": 65536, "type": "RLIMIT_NOFILE"}]
+
+
+def test_runc_found_where_installed_or_left_to_containerd(agent):
+    image(agent, CONTAINERD_2)
+    (agent.root / "usr/sbin/runc").unlink()
+    (agent.root / "usr/bin").mkdir(parents=True, exist_ok=True)
+    (agent.root / "usr/bin/runc").write_text("")
+    options = configure(agent, CLUSTER_ONLY, "1.32.0")["plugins"]["io.containerd.cri.v1.runtime"]["containerd"]
+    assert options["runtimes"]["runc"]["options"] == {"BinaryName": "/usr/bin/runc", "SystemdCgroup": True}
+    (agent.root / "usr/bin/runc").unlink()
+    options = configure(agent, CLUSTER_ONLY, "1.32.0")["plugins"]["io.containerd.cri.v1.runtime"]["containerd"]
+    assert options["runtimes"]["runc"]["options"] == {"SystemdCgroup": True}  # containerd finds runc in its PATH
