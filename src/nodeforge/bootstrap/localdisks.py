@@ -14,7 +14,6 @@ Every command goes through a runner, so the sequence is tested without touching 
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +50,8 @@ class Result:
 
 def run_command(argv: Sequence[str]) -> Result:
     """The real runner: the command's exit code and output (stderr goes to the agent's stderr)."""
+    import subprocess  # only when disks are set up: kept off the agent's start-up path
+
     try:
         completed = subprocess.run(list(argv), stdout=subprocess.PIPE, text=True, timeout=600, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:

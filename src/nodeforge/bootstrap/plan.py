@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nodeforge.bootstrap import (
     cis,
@@ -20,10 +20,12 @@ from nodeforge.bootstrap import (
 )
 from nodeforge.bootstrap import settings as settings_model
 from nodeforge.bootstrap.errors import BootstrapError, CisError, Diagnostics, InvalidInputError
-from nodeforge.bootstrap.localdisks import LocalDisks
 from nodeforge.bootstrap.merge import deep_merge
 from nodeforge.bootstrap.metadata import InstanceMetadata
 from nodeforge.bootstrap.model import NodeSettings
+
+if TYPE_CHECKING:
+    from nodeforge.bootstrap.localdisks import LocalDisks
 
 RUNTIME_SLICE = "/etc/systemd/system/runtime.slice"
 
@@ -218,6 +220,8 @@ def build(settings: NodeSettings, metadata: InstanceMetadata, options: PlanOptio
     add(PlannedFile(settings_model.SYSCTL_PATH, _encode(settings_model.render_sysctl(settings.host.sysctls))))
     storage = spec.instance.local_storage
     if storage.strategy:
+        from nodeforge.bootstrap.localdisks import LocalDisks  # only with local disks: off the start-up path
+
         plan.local_disks = LocalDisks(
             storage.strategy, storage.mount_path or "/mnt/k8s-disks", list(storage.disabled_mounts), options.root
         )
