@@ -89,10 +89,10 @@ def test_validate_lists_every_error(tmp_path):
 
 
 def test_validate_reports_cluster_fields_with_their_settings_names(tmp_path):
-    path = write(tmp_path, "[settings.kubernetes]\napi-server = 'http://x'\n")
+    path = write(tmp_path, "[settings.kubernetes]\napi-server = 'ftp://x'\n")
     errors = json.loads(run("validate", str(path), "-o", "json", code=1).stdout)["errors"]
     assert "settings.kubernetes.cluster-name: required (the EKS cluster name)" in errors
-    assert any(e.startswith("settings.kubernetes.api-server: must be an https URL") for e in errors)
+    assert any(e.startswith("settings.kubernetes.api-server: must be an http(s) URL") for e in errors)
 
 
 def test_validate_cis_sysctl_enforce_and_warn(tmp_path):
@@ -144,6 +144,7 @@ def test_render_writes_what_the_agent_writes(tmp_path):
         "/var/lib/kubelet/kubeconfig",
         "/etc/eks/kubelet/environment",
         "/etc/containerd/config.d/00-nodeforge.toml",
+        "/etc/containerd/base-runtime-spec.json",
         "/etc/containerd/certs.d/docker.io/hosts.toml",
         "/etc/containerd/certs.d/public.ecr.aws/hosts.toml",
         "/etc/sysctl.d/90-nodeforge-settings.conf",
@@ -175,7 +176,7 @@ def test_render_writes_what_the_agent_writes(tmp_path):
 def test_render_text_output_and_rerun(tmp_path):
     out = tmp_path / "out"
     result = run("render", str(INPUTS / "terraform-eks-bottlerocket.toml"), "--out", str(out))
-    assert "/etc/eks/kubelet/environment" in result.stdout and "4 file(s) changed" in result.stdout
+    assert "/etc/eks/kubelet/environment" in result.stdout and "6 file(s) changed" in result.stdout
     again = run("render", str(INPUTS / "terraform-eks-bottlerocket.toml"), "--out", str(out))
     assert "0 file(s) changed" in again.stdout
 

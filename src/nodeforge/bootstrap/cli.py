@@ -26,6 +26,7 @@ from nodeforge.bootstrap.errors import (
     InvalidInputError,
 )
 from nodeforge.bootstrap.imds import ImdsClient, resolve_endpoint
+from nodeforge.bootstrap.instance import RESOLVED_PATH, SYSTEM_ENVIRONMENT_PATH, service_dropin_path
 from nodeforge.bootstrap.kubelet import parse_kubelet_version
 from nodeforge.bootstrap.model import NodeSettings, validate
 from nodeforge.bootstrap.settings import SYSCTL_PATH
@@ -43,6 +44,8 @@ exit codes:
 
 
 CHANGES = ("created", "updated", "removed")
+# files whose change needs containerd restarted: its configuration and its environment
+CONTAINERD_INPUTS = ("/etc/containerd/", SYSTEM_ENVIRONMENT_PATH, service_dropin_path("containerd"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -189,11 +192,24 @@ def _run(argv: list[str], out: TextIO, err: TextIO, diagnostics: Diagnostics) ->
     changed = {o.path for o in outcomes if o.action in CHANGES}
     started: list[str] = []
     start = not (args.dry_run or args.no_start) and root == Path("/")
+    if built.local_disks is not None:
+        if start:
+            started.extend(built.local_disks.apply())
+        else:
+            warnings.append(
+                f"spec.instance.localStorage ({built.local_disks.strategy}): not set up "
+                "(--dry-run, --no-start or --root other than /)"
+            )
+            print(f"warning: {warnings[-1]}", file=err)
     if start:
         if SYSCTL_PATH in changed:  # before the kubelet starts: protectKernelDefaults checks the kernel's values
             started.extend(_reload_sysctls())
+        if RESOLVED_PATH in changed:
+            command = ["restart", "systemd-resolved.service"]
+            services._run(command)
+            started.append(" ".join([services.SYSTEMCTL, *command]))
         started += services.start(
-            containerd_changed=any(path.startswith("/etc/containerd/") for path in changed),
+            containerd_changed=any(path.startswith(CONTAINERD_INPUTS) for path in changed),
             kubelet_changed=bool(changed),
         )
     _report(out, args, built, outcomes, started, warnings)

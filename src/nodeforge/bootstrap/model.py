@@ -289,16 +289,17 @@ def _environment(read: _Reader, raw: object) -> dict[str, dict[str, str]]:
 
 
 def check_https_url(value: str) -> str | None:
-    """None when ``value`` is an https URL with a host, else the reason it is not."""
+    """None when ``value`` is an http or https URL with a host (nodeadm accepts both: Outposts and local
+    clusters serve http), else the reason it is not."""
     try:
         parts = urlsplit(value)
         port = parts.port
     except ValueError as exc:
-        return f"must be an https URL ({exc})"
-    if parts.scheme != "https" or not parts.hostname:
-        return f"must be an https URL, not {value!r}"
+        return f"must be an http(s) URL ({exc})"
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return f"must be an http(s) URL, not {value!r}"
     if parts.path not in ("", "/") or parts.query or parts.fragment or port == 0:
-        return f"must be an https URL with no path, query or fragment, not {value!r}"
+        return f"must be an http(s) URL with no path, query or fragment, not {value!r}"
     return None
 
 
@@ -326,7 +327,7 @@ def validate(settings: NodeSettings, diagnostics: Diagnostics, *, strict: bool =
     elif not _CLUSTER_NAME.match(cluster.name):
         error(f"spec.cluster.name: {cluster.name!r} is not a valid EKS cluster name")
     if not cluster.api_server_endpoint:
-        error("spec.cluster.apiServerEndpoint: required (the cluster's https endpoint)")
+        error("spec.cluster.apiServerEndpoint: required (the cluster's API server URL)")
     elif (reason := check_https_url(cluster.api_server_endpoint)) is not None:
         error(f"spec.cluster.apiServerEndpoint: {reason}")
     if not cluster.certificate_authority:

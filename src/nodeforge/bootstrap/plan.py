@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from nodeforge.bootstrap import cis, containerd, kubelet, maxpods
+from nodeforge.bootstrap import (
+    cis,
+    containerd,
+    containerd_nodeadm,
+    credprovider,
+    instance,
+    kubelet,
+    maxpods,
+    runtimespec,
+)
 from nodeforge.bootstrap import settings as settings_model
 from nodeforge.bootstrap.errors import BootstrapError, CisError, Diagnostics, InvalidInputError
 from nodeforge.bootstrap.merge import deep_merge
 from nodeforge.bootstrap.metadata import InstanceMetadata
 from nodeforge.bootstrap.model import NodeSettings
+
+if TYPE_CHECKING:
+    from nodeforge.bootstrap.localdisks import LocalDisks
 
 RUNTIME_SLICE = "/etc/systemd/system/runtime.slice"
 
@@ -28,6 +41,7 @@ class PlanOptions:
     custom_networking: bool = False
     auth_helper: str = "auto"
     cis_mode: str = "enforce"
+    resolve_host: Callable[[str], list[str]] | None = None  # None: instance.lookup_host (the system resolver)
 
 
 @dataclass
@@ -41,6 +55,7 @@ class PlannedFile:
 class Plan:
     files: list[PlannedFile] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
+    local_disks: LocalDisks | None = None  # instance-store disks to set up before the services start
 
 
 def _under(root: Path, path: str) -> Path:
@@ -102,12 +117,12 @@ def _auth_helper(options: PlanOptions, diagnostics: Diagnostics) -> str:
         return options.auth_helper
     if _under(options.root, kubelet.IAM_AUTHENTICATOR).exists():
         return "aws-iam-authenticator"
-    if any(_under(options.root, path).exists() for path in ("/usr/bin/aws", "/usr/local/bin/aws")):
-        return "aws-cli"
-    diagnostics.warn(
-        "neither aws-iam-authenticator nor the aws CLI is installed; the kubeconfig uses aws-iam-authenticator"
-    )
-    return "aws-iam-authenticator"
+    if not any(_under(options.root, path).exists() for path in ("/usr/bin/aws", "/usr/local/bin/aws")):
+        diagnostics.warn(
+            "neither aws-iam-authenticator nor the aws CLI is installed; the kubeconfig uses 'aws eks get-token' "
+            "as nodeadm's does, which needs the aws CLI"
+        )
+    return "aws-cli"
 
 
 def _baked_config(root: Path) -> dict[str, Any] | None:
@@ -128,23 +143,8 @@ def _baked_config(root: Path) -> dict[str, Any] | None:
 
 
 def _report_unapplied(settings: NodeSettings, diagnostics: Diagnostics) -> None:
-    spec = settings.spec
-    if spec.containerd.base_runtime_spec:
-        diagnostics.warn(
-            "spec.containerd.baseRuntimeSpec: not applied by this agent (the image's runtime spec is kept)"
-        )
-    if spec.instance.local_storage.strategy:
-        diagnostics.warn(
-            f"spec.instance.localStorage ({spec.instance.local_storage.strategy}): not applied by this agent"
-        )
-    if spec.instance.environment:
-        diagnostics.warn("spec.instance.environment: not applied by this agent")
-    if spec.instance.network.nameservers or spec.instance.network.domains:
-        diagnostics.warn("spec.instance.network: not applied by this agent")
-    if spec.feature_gates.get("FastImagePull"):
+    if settings.spec.feature_gates.get("FastImagePull"):
         diagnostics.warn("spec.featureGates.FastImagePull: not applied by this agent")
-    if spec.cluster.enable_outpost:
-        diagnostics.warn("local Outpost: /etc/hosts is not pre-filled with the API server addresses by this agent")
 
 
 def build(settings: NodeSettings, metadata: InstanceMetadata, options: PlanOptions, diagnostics: Diagnostics) -> Plan:
@@ -183,6 +183,12 @@ def build(settings: NodeSettings, metadata: InstanceMetadata, options: PlanOptio
 
     base = containerd.base_config(options.root)
     config_version = containerd.config_version(base)
+    try:
+        user_containerd = containerd_nodeadm.user_config(spec.containerd.config, config_version)
+    except InvalidInputError as exc:
+        name = settings.field_names.get("spec.containerd.config", "spec.containerd.config")
+        raise InvalidInputError(str(exc).replace("spec.containerd.config", name, 1), exc.problems) from exc
+    runtime_section = containerd_nodeadm.nodeadm_section(config_version, options.root, options.kubelet_version)
     sandbox = None
     if settings.pause_account or settings.pause_version:
         image = containerd.pause_image(
@@ -190,7 +196,7 @@ def build(settings: NodeSettings, metadata: InstanceMetadata, options: PlanOptio
         )
         sandbox = containerd.sandbox_section(image, config_version)
     registry = _registry_section(settings, base, config_version)
-    containerd_dropin = containerd.render_dropin(spec.containerd.config, sandbox, registry, base=base)
+    containerd_dropin = containerd.render_dropin(user_containerd, runtime_section, sandbox, registry, base=base)
 
     kubeconfig = kubelet.render_kubeconfig(
         server=cluster.api_server_endpoint,
@@ -208,8 +214,17 @@ def build(settings: NodeSettings, metadata: InstanceMetadata, options: PlanOptio
     add(PlannedFile(kubelet.ENVIRONMENT_PATH, kubelet.render_environment(flags, settings.dialect).encode(), 0o644))
     secret = bool(settings.host.credentials)  # registry credentials: readable by root only
     add(PlannedFile(containerd.DROPIN_PATH, _encode(containerd_dropin), 0o600 if secret else 0o644))
+    add(PlannedFile(runtimespec.PATH, runtimespec.render(spec.containerd.base_runtime_spec).encode()))
     plan.files.extend(_hosts_files(settings, options.root, diagnostics))
+    plan.files.extend(_nodeadm_host_files(settings, options, diagnostics))
     add(PlannedFile(settings_model.SYSCTL_PATH, _encode(settings_model.render_sysctl(settings.host.sysctls))))
+    storage = spec.instance.local_storage
+    if storage.strategy:
+        from nodeforge.bootstrap.localdisks import LocalDisks  # only with local disks: off the start-up path
+
+        plan.local_disks = LocalDisks(
+            storage.strategy, storage.mount_path or "/mnt/k8s-disks", list(storage.disabled_mounts), options.root
+        )
     plan.facts = {
         "dialect": settings.dialect,
         "cluster": cluster.name,
@@ -248,4 +263,42 @@ def _hosts_files(settings: NodeSettings, root: Path, diagnostics: Diagnostics) -
         files.append(PlannedFile(path, containerd.render_hosts(mirror).encode()))
     wanted = {file.path for file in files}
     files.extend(PlannedFile(path, None) for path in containerd.written_hosts_files(root) if path not in wanted)
+    return files
+
+
+def _nodeadm_host_files(settings: NodeSettings, options: PlanOptions, diagnostics: Diagnostics) -> list[PlannedFile]:
+    """The image credential provider config, spec.instance's environment and name resolution, and a local
+    Outpost's /etc/hosts entries."""
+    files = []
+    if _under(options.root, credprovider.BINARY_PATH).exists():
+        files.append(PlannedFile(credprovider.CONFIG_PATH, credprovider.render(options.kubelet_version).encode()))
+    elif options.root == Path("/"):
+        diagnostics.warn(
+            f"{credprovider.BINARY_PATH} is not installed: {credprovider.CONFIG_PATH} is left as it is "
+            "(images from ECR need the credential provider)"
+        )
+    for path, content in instance.environment_files(settings.spec.instance.environment, options.root):
+        files.append(PlannedFile(path, _encode(content)))
+    network = settings.spec.instance.network
+    resolved = instance.resolved_config(network.nameservers, network.domains)
+    if resolved is not None and not any(_under(options.root, path).exists() for path in instance.RESOLVED_BINARIES):
+        raise InvalidInputError(
+            "spec.instance.network: this image has no systemd-resolved to give the nameservers and search domains to",
+            [f"looked for {' and '.join(instance.RESOLVED_BINARIES)}"],
+        )
+    files.append(PlannedFile(instance.RESOLVED_PATH, _encode(resolved)))
+    cluster = settings.spec.cluster
+    if cluster.enable_outpost:
+        hosts_path = _under(options.root, instance.HOSTS_PATH)
+        try:
+            current = hosts_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            current = ""
+        except OSError as exc:
+            raise BootstrapError(f"cannot read {instance.HOSTS_PATH}: {exc.strerror}") from exc
+        hosts = instance.outpost_hosts(
+            cluster.api_server_endpoint, current, options.resolve_host or instance.lookup_host
+        )
+        if hosts is not None:
+            files.append(PlannedFile(instance.HOSTS_PATH, hosts.encode()))
     return files

@@ -46,11 +46,11 @@ BAD = {
     ),
     "bad-endpoint-and-cidr": (
         nodeconfig(
-            "    name: demo\n    apiServerEndpoint: http://example.com\n"
+            "    name: demo\n    apiServerEndpoint: ftp://example.com\n"
             f"    certificateAuthority: {CA}\n    cidr: 10.100.0.0/99\n"
         ),
         [
-            "spec.cluster.apiServerEndpoint: must be an https URL",
+            "spec.cluster.apiServerEndpoint: must be an http(s) URL",
             "spec.cluster.cidr: '10.100.0.0/99' is not a CIDR block",
         ],
     ),

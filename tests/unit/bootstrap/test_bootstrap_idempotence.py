@@ -22,7 +22,7 @@ def test_second_run_reports_unchanged_and_touches_nothing(agent):
     second = agent.run(user_data=user_data)
     assert second.code == EXIT_OK
     assert "created" not in second.out and "updated" not in second.out
-    assert "0 file(s) changed, 5 unchanged" in second.out
+    assert "0 file(s) changed, 7 unchanged" in second.out
     assert mtimes(agent.root) == before
     assert snapshot(agent.root) == content
     assert not [path for path in agent.root.rglob(".*.tmp")]
@@ -32,10 +32,11 @@ def test_changed_input_updates_and_removes(agent):
     assert agent.run(user_data=(INPUTS / "terraform-eks-al2023.mime").read_bytes()).code == EXIT_OK
     assert (agent.root / "etc/containerd/config.d/00-nodeforge.toml").exists()
     result = agent.run(user_data=(INPUTS / "eksctl-al2.sh").read_bytes())
-    assert "removed: /etc/containerd/config.d/00-nodeforge.toml" in result.out
+    # the drop-in stays for nodeadm's runtime settings, without the first input's containerd TOML
+    assert "updated: /etc/containerd/config.d/00-nodeforge.toml" in result.out
     assert "removed: /etc/kubernetes/kubelet/config.json.d/40-nodeadm.conf" in result.out
     assert "updated: /etc/kubernetes/kubelet/config.json" in result.out
-    assert not (agent.root / "etc/containerd/config.d/00-nodeforge.toml").exists()
+    assert "discard_unpacked_layers" not in (agent.root / "etc/containerd/config.d/00-nodeforge.toml").read_text()
 
 
 def test_dry_run_prints_and_writes_nothing(agent):

@@ -66,7 +66,7 @@ def test_pause_container_and_containerd_config_file(agent):
     dropin = (agent.root / "etc/containerd/config.d/00-nodeforge.toml").read_text()
     assert 'sandbox = "900889452093.dkr.ecr.us-west-2.amazonaws.com/eks/pause:3.9"' in dropin
     assert 'snapshotter = "overlayfs"' in dropin
-    assert "localStorage (RAID0): not applied" in result.err
+    assert "localStorage (RAID0): not set up" in result.err
 
 
 def test_real_world_call_shapes():

@@ -313,11 +313,11 @@ def test_every_error_is_collected_not_just_the_first():
 def test_cluster_fields_are_named_as_settings_by_validation():
     diagnostics = Diagnostics()
     node = settings_from_toml(
-        tomllib.loads("[settings.kubernetes]\napi-server = 'http://x'\ncluster-dns-ip = ['10.0.0.300']\n"), diagnostics
+        tomllib.loads("[settings.kubernetes]\napi-server = 'ftp://x'\ncluster-dns-ip = ['10.0.0.300']\n"), diagnostics
     )
     validate(node, diagnostics)
     assert "settings.kubernetes.cluster-name: required (the EKS cluster name)" in diagnostics.errors
-    assert any(e.startswith("settings.kubernetes.api-server: must be an https URL") for e in diagnostics.errors)
+    assert any(e.startswith("settings.kubernetes.api-server: must be an http(s) URL") for e in diagnostics.errors)
     assert any(e.startswith("settings.kubernetes.cluster-certificate: required") for e in diagnostics.errors)
     assert any(e.startswith("settings.kubernetes.cluster-dns-ip[0]: '10.0.0.300'") for e in diagnostics.errors)
 
@@ -460,7 +460,8 @@ def test_mirrors_point_containerd_at_certs_d(agent, base, plugin, version):
     expected = (
         "/etc/containerd/certs.d:/etc/docker/certs.d" if "docker/certs.d" in (base or "") else "/etc/containerd/certs.d"
     )
-    assert list(document["plugins"]) == [plugin]
+    # besides the registry, the drop-in carries nodeadm's runtime settings (the CRI runtime plugin in version 3)
+    assert set(document["plugins"]) == {plugin} | ({"io.containerd.cri.v1.runtime"} if version == 3 else set())
     assert document["plugins"][plugin]["registry"]["config_path"] == expected
     # the rest of the image's section is carried along (containerd 1.x replaces imported sections whole)
     base_section = tomllib.loads(base or "").get("plugins", {}).get(plugin, {})
@@ -478,10 +479,12 @@ def test_mirrors_point_containerd_at_certs_d(agent, base, plugin, version):
     ],
     ids=["containerd-1.x", "containerd-2.x"],
 )  # fmt: skip
-def test_no_drop_in_when_the_image_already_reads_certs_d(agent, base):
+def test_no_config_path_when_the_image_already_reads_certs_d(agent, base):
     write_base_config(agent.root, base)
     assert agent.run(user_data=MIRRORS).code == EXIT_OK
-    assert not (agent.root / CONTAINERD_DROPIN).exists()
+    plugins = dropin(agent.root)["plugins"]
+    assert all("registry" not in section or section["registry"] == tomllib.loads(base)["plugins"][name]["registry"]
+               for name, section in plugins.items())  # fmt: skip
     assert (agent.root / "etc/containerd/certs.d/docker.io/hosts.toml").exists()
 
 
@@ -554,7 +557,7 @@ def test_rerun_changes_nothing(agent):
     user_data = (INPUTS / "karpenter-bottlerocket-nodeclass.toml").read_bytes()
     assert agent.run(user_data=user_data).code == EXIT_OK
     again = agent.run(user_data=user_data)
-    assert "0 file(s) changed, 9 unchanged" in again.out
+    assert "0 file(s) changed, 10 unchanged" in again.out
 
 
 def test_a_failed_write_leaves_the_previous_files(agent):
