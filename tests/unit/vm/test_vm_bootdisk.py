@@ -130,7 +130,7 @@ def test_missing_kernel_is_refused_and_nothing_left(tmp_path):
         info = tarfile.TarInfo("etc")
         info.type = tarfile.DIRTYPE
         archive.addfile(info)
-    with pytest.raises(bootdisk.vmdisk.KernelNotFoundError, match="nokernel.tar"):
+    with pytest.raises(bootdisk.vmdisk.KernelNotFoundError, match=r"nokernel\.tar"):
         bootdisk.build_boot_disk(tar, tmp_path / "out")
     assert list((tmp_path / "out").iterdir()) == []
 
