@@ -119,9 +119,12 @@ def test_root_has_grub_cfg_for_the_newest_kernel_and_fstab_by_uuid(built, tmp_pa
     assert "/dev/sda1" not in fstab  # the old root entry is replaced, not kept beside
     label = subprocess.run(["dumpe2fs", "-h", str(root)], capture_output=True, text=True).stdout
     assert built.root_uuid in label
-    assert "nodeforge-bootprobe" in subprocess.run(
-        ["debugfs", "-R", "ls -l /etc/systemd/system", str(root)], capture_output=True, text=True
-    ).stdout
+    assert (
+        "nodeforge-bootprobe"
+        in subprocess.run(
+            ["debugfs", "-R", "ls -l /etc/systemd/system", str(root)], capture_output=True, text=True
+        ).stdout
+    )
 
 
 def test_missing_kernel_is_refused_and_nothing_left(tmp_path):
