@@ -31,8 +31,10 @@ def test_ec2_datasource_only(host):
 
 
 @pytest.mark.parametrize("unit", ["cloud-init-local", "cloud-init", "cloud-config", "cloud-final"])
-def test_cloud_init_stages_enabled(host, unit):
+def test_cloud_init_stages_enabled_but_not_in_containers(host, unit):
     assert host.service(unit).is_enabled
+    dropin = host.file(f"/etc/systemd/system/{unit}.service.d/10-nodeforge-not-in-container.conf")
+    assert "ConditionVirtualization=!container" in dropin.content_string
 
 
 def test_cloud_init_runs_before_ssh_and_the_agent_after_network(host):
@@ -64,3 +66,8 @@ def test_first_boot_ran_from_imds(host):
     keys = host.file("/home/ec2-user/.ssh/authorized_keys")
     assert keys.exists and keys.user == "ec2-user" and keys.mode == 0o600
     assert keys.content_string.strip()
+
+
+def test_network_wait_is_off_in_containers(host):
+    dropin = host.file("/etc/systemd/system/systemd-networkd-wait-online.service.d/10-nodeforge-not-in-container.conf")
+    assert "ConditionVirtualization=!container" in dropin.content_string

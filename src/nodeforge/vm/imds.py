@@ -149,6 +149,12 @@ def _handler(state: FakeImds) -> type[BaseHTTPRequestHandler]:
             if rest == "dynamic/instance-identity/document":
                 self._send(200, state.identity_document().encode())
                 return
+            if rest in ("dynamic", "dynamic/"):
+                self._send(200, b"instance-identity/")
+                return
+            if rest in ("dynamic/instance-identity", "dynamic/instance-identity/"):
+                self._send(200, b"document")  # no signatures: nothing here can sign as AWS does
+                return
             prefix = "meta-data/"
             if not rest.startswith(prefix) and rest != "meta-data":
                 self._send(404)

@@ -161,3 +161,9 @@ def test_assessment_names_what_did_not_happen(tmp_path):
     no_container = _report()
     no_container["extra"]["container"] = {"ran": False, "detail": "no probe image"}
     assert launch._assess(no_container, options) == ["containerd did not run a container: no probe image"]
+
+
+def test_dynamic_folder_lists_the_identity_document(imds):
+    _, token = _token(imds.endpoint)
+    assert _get(f"{imds.endpoint}/2021-03-23/dynamic/", token) == (200, "instance-identity/")
+    assert _get(f"{imds.endpoint}/2021-03-23/dynamic/instance-identity/", token) == (200, "document")
