@@ -46,7 +46,9 @@ def test_ssh_server_makes_missing_host_keys(host):
     unit = "ssh" if host.file("/lib/systemd/system/ssh.service").exists else "sshd"
     assert host.service(unit).is_enabled
     dropin = host.file(f"/etc/systemd/system/{unit}.service.d/10-nodeforge-host-keys.conf")
-    assert dropin.exists and "ssh-keygen -A" in dropin.content_string
+    assert dropin.exists
+    for key_type in ("ed25519", "ecdsa"):
+        assert f"-t {key_type} -N" in dropin.content_string
 
 
 def test_network_service_enabled_but_not_in_containers(host):
@@ -71,3 +73,9 @@ def test_first_boot_ran_from_imds(host):
 def test_network_wait_is_off_in_containers(host):
     dropin = host.file("/etc/systemd/system/systemd-networkd-wait-online.service.d/10-nodeforge-not-in-container.conf")
     assert "ConditionVirtualization=!container" in dropin.content_string
+
+
+def test_own_hostname_resolves_without_dns(host):
+    """nss-myhostname, as AL2023: sudo and friends resolve the instance's hostname with no DNS server."""
+    assert "myhostname" in host.file("/etc/nsswitch.conf").content_string
+    assert host.run("getent hosts $(hostname)").rc == 0
