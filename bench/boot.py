@@ -1,8 +1,8 @@
-"""First-boot benchmark: power-on to GRUB, kernel, bootstrap done, kubelet started, sshd started and answering.
+"""First-boot benchmark: power-on to GRUB, cloud-init, bootstrap done, kubelet started, sshd started and answering.
 
 For each user-data dialect and firmware, one launch of the same disk (a fresh instance each time). Seconds are
-wall clock from QEMU's start for what the host sees on the serial console (GRUB's banner, the kernel's first
-line, the probe's report) and for the SSH banner, and systemd's monotonic clock (from kernel start) for units.
+wall clock from QEMU's start for what the host sees on the serial console (GRUB's banner, cloud-init's
+first stage, the probe's report) and for the SSH banner, and systemd's monotonic clock (from kernel start) for units.
 Prints figures; asserts nothing. Everything runs under QEMU software emulation (no KVM here): compare runs with
 each other, not with EC2.
 
@@ -67,7 +67,7 @@ def main() -> None:
                         "firmware": firmware,
                         "ok": node.ok,
                         "grub_s": node.marks.get("grub"),
-                        "kernel_s": node.marks.get("kernel"),
+                        "cloud_init_s": node.marks.get("cloud_init"),
                         "bootstrap_done_s_since_kernel": node.unit_seconds("nodeforge-bootstrap.service"),
                         "kubelet_started_s_since_kernel": node.unit_seconds("kubelet.service"),
                         "sshd_started_s_since_kernel": node.unit_seconds("ssh.service"),

@@ -61,7 +61,7 @@ def test_karpenter_user_data_configures_the_node_under_bios(baked):
     """The bake's own first boot: SeaBIOS, GRUB from the disk, Karpenter's AL2023 MIME over IMDSv2."""
     report, _ = baked
     node = _node_report(report.boot["node_report"])
-    assert node["marks"]["grub"] < node["marks"]["kernel"] < node["marks"]["report"]
+    assert node["marks"]["grub"] < node["marks"]["cloud_init"] < node["marks"]["report"]
     console = Path(node["console_log"]).read_text(errors="replace")
     assert "nodeforge-grub: booting /boot/vmlinuz-" in console and "(pc)" in console
     _assert_configured(node, (USER_DATA_DIR / "karpenter-al2023.mime").read_bytes())

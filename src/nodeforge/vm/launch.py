@@ -55,7 +55,7 @@ LAUNCH_CMDLINE = (
 )
 MARKS = {
     "grub": bootdisk.GRUB_BANNER,
-    "kernel": "Linux version",
+    "cloud_init": "running 'init-local'",
     "report": "NODEFORGE-BOOTPROBE-BEGIN",
 }
 
