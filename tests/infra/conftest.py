@@ -65,6 +65,19 @@ def put_file(request: pytest.FixtureRequest):
             assert not result.get("failed"), result
         elif backend.NAME == "docker":
             subprocess.run(["docker", "cp", str(src), f"{backend.name}:{dest}"], check=True)
+        elif backend.NAME == "ssh":
+            spec = backend.host
+            cmd = ["scp", "-q"]
+            if backend.ssh_config:
+                cmd += ["-F", backend.ssh_config]
+            if backend.ssh_identity_file:
+                cmd += ["-i", backend.ssh_identity_file]
+            if spec.port:
+                cmd += ["-P", str(spec.port)]
+            staged = f"/tmp/nodeforge-put-{Path(dest).name}"
+            target = f"{spec.user}@{spec.name}" if spec.user else spec.name
+            subprocess.run([*cmd, str(src), f"{target}:{staged}"], check=True)
+            host.check_output(f"install -o root -g root -m 0644 {staged} {dest} && rm -f {staged}")
         else:
             pytest.skip(f"cannot copy files with the {backend.NAME} backend")
 
