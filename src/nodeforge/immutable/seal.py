@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from nodeforge import diskimage
-from nodeforge.immutable import reproducible
+from nodeforge.immutable import reproducible, signing
 from nodeforge.immutable.errors import SealedDirError, SealError
 from nodeforge.immutable.initramfs import build_initramfs, modules_dir
 from nodeforge.immutable.layout import prepare_sealed_root
@@ -41,6 +41,8 @@ IMAGE_NAME = "root.img"
 HASH_NAME = "root.verity"
 KERNEL_NAME = "vmlinuz"
 INITRD_NAME = "initrd.img"
+SIGNATURE_NAME = "root.sig"
+PUBLIC_KEY_NAME = "root.pub"
 COMPONENT_MANIFEST = "/etc/nodeforge/image-manifest.json"
 FS_TYPES = ("erofs", "squashfs")
 
@@ -66,6 +68,8 @@ class SealedRoot:
     removed_bytes: int = 0
     notes: list[str] = field(default_factory=list)
     initramfs_modules: list[str] = field(default_factory=list)
+    signature: dict[str, str] = field(default_factory=dict)
+    """When sealed with a key: the key's fingerprint, the signed message and the file names (root.sig, root.pub)."""
     inputs: dict[str, Any] = field(default_factory=dict)
     """What the root hash is a function of (:mod:`nodeforge.immutable.reproducible`): the tree digest, the
     timestamp epoch, the filesystem options and UUID, how the salt was derived, the tools' versions."""
@@ -89,6 +93,19 @@ class SealedRoot:
     @property
     def initrd(self) -> Path:
         return self.directory / INITRD_NAME
+
+    @property
+    def signed(self) -> bool:
+        return bool(self.signature)
+
+    @property
+    def signature_file(self) -> Path:
+        """The slot trailer carrying the root hash's signature (:func:`nodeforge.immutable.signing.trailer`)."""
+        return self.directory / SIGNATURE_NAME
+
+    @property
+    def public_key_file(self) -> Path:
+        return self.directory / PUBLIC_KEY_NAME
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -116,7 +133,10 @@ class SealedRoot:
             raise SealedDirError(f"{path}: not found ({directory} is not a sealed root directory)") from exc
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise SealedDirError(f"{path}: invalid seal record ({exc})") from exc
-        for artifact in (sealed.image, sealed.hash_tree, sealed.kernel, sealed.initrd):
+        artifacts = [sealed.image, sealed.hash_tree, sealed.kernel, sealed.initrd]
+        if sealed.signed:
+            artifacts += [sealed.signature_file, sealed.public_key_file]
+        for artifact in artifacts:
             if not artifact.is_file():
                 raise SealedDirError(f"{artifact}: missing from the sealed root directory")
         return sealed
@@ -171,6 +191,7 @@ def seal_rootfs(
     strip: bool = True,
     salt: str | None = None,
     source_date_epoch: int | None = None,
+    signing_key: Path | None = None,
     version: str = "",
 ) -> SealedRoot:
     """Seal ``rootfs_tar`` into ``out_dir`` (see the module docstring); returns what ``seal.json`` records.
@@ -178,6 +199,8 @@ def seal_rootfs(
     ``compression`` defaults to lz4hc (erofs) / zstd (squashfs). The seal is reproducible: the same tree gives
     the same root hash (:mod:`nodeforge.immutable.reproducible`; ``salt`` (hex) overrides the derived salt,
     ``source_date_epoch`` the timestamp epoch, default $SOURCE_DATE_EPOCH or the tar's newest file mtime).
+    ``signing_key`` (a private key file): sign the root hash (``root.sig``, public half ``root.pub``) and build
+    an initramfs that requires a signed root (:mod:`nodeforge.immutable.signing`).
     Raises :class:`~nodeforge.diskimage.RootfsTarError`
     for a missing or unreadable tar, :class:`SealError` / :class:`~nodeforge.immutable.errors.ToolError`
     otherwise; a failed seal leaves no partial artifacts.
@@ -189,6 +212,7 @@ def seal_rootfs(
         compression = "lz4hc" if fs_type == "erofs" else "zstd"
     if not rootfs_tar.is_file():
         raise diskimage.RootfsTarNotFoundError(f"{rootfs_tar}: rootfs tar not found")
+    public_pem = signing.public_key_pem(Path(signing_key)) if signing_key is not None else ""
     out_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     started = time.monotonic()
@@ -216,7 +240,9 @@ def seal_rootfs(
         manifest_sha = _sha256(manifest) if manifest.is_file() else ""
 
         t0 = time.monotonic()
-        initramfs = build_initramfs(root, kernel_version, scratch / INITRD_NAME, fs_module=fs_type)
+        initramfs = build_initramfs(
+            root, kernel_version, scratch / INITRD_NAME, fs_module=fs_type, require_signature=bool(public_pem)
+        )
         timings["initramfs"] = time.monotonic() - t0
 
         t0 = time.monotonic()
@@ -242,6 +268,20 @@ def seal_rootfs(
             image, scratch / HASH_NAME, salt=verity_salt, uuid=reproducible.verity_uuid(image_sha)
         )
         timings["verity format"] = time.monotonic() - t0
+        signature: dict[str, str] = {}
+        if signing_key is not None:
+            t0 = time.monotonic()
+            key_id = signing.fingerprint(public_pem)
+            raw = signing.sign_root_hash(verity.root_hash, Path(signing_key))
+            (scratch / SIGNATURE_NAME).write_bytes(signing.trailer(verity.root_hash, raw, key_id))
+            (scratch / PUBLIC_KEY_NAME).write_text(public_pem)
+            signature = {
+                "key": key_id,
+                "message": "the root hash, 64 lower-case hex digits, no newline",
+                "file": SIGNATURE_NAME,
+                "public_key": PUBLIC_KEY_NAME,
+            }
+            timings["sign"] = time.monotonic() - t0
         inputs = {
             "tree_sha256": tree_sha,
             "source_date_epoch": epoch,
@@ -281,11 +321,17 @@ def seal_rootfs(
             notes=layout.notes,
             initramfs_modules=initramfs.modules,
             inputs=inputs,
+            signature=signature,
         )
         timings["total"] = time.monotonic() - started
         sealed.timings = {k: round(v, 2) for k, v in timings.items()}
         for name in (IMAGE_NAME, HASH_NAME, KERNEL_NAME, INITRD_NAME):
             (scratch / name).replace(out_dir / name)
+        for name in (SIGNATURE_NAME, PUBLIC_KEY_NAME):  # a re-seal without a key leaves no stale signature
+            if signature:
+                (scratch / name).replace(out_dir / name)
+            else:
+                (out_dir / name).unlink(missing_ok=True)
         tmp_json = scratch / SEAL_JSON
         tmp_json.write_text(json.dumps(sealed.to_dict(), indent=2) + "\n")
         tmp_json.replace(out_dir / SEAL_JSON)

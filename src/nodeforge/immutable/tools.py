@@ -20,6 +20,7 @@ PACKAGES = {
     "busybox": "busybox-static",
     "ldd": "libc-bin",
     "tar": "tar",
+    "openssl": "openssl",
 }
 _SBIN = ("/usr/sbin", "/sbin", "/usr/bin", "/bin")
 

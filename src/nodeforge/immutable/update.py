@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nodeforge.immutable import verity
+from nodeforge.immutable import signing, verity
 from nodeforge.immutable.disk import DiskLayout, read_layout, region_sha256, write_payload
 from nodeforge.immutable.errors import DiskError, UpdateRefusedError, VerityError
 from nodeforge.immutable.record import MAX_PRIORITY, BootRecord, SlotInfo, other
@@ -130,6 +130,14 @@ def update_slot(
         seconds["verify sealed"] = verity.verify(sealed.image, sealed.hash_tree, expected)
     except VerityError as exc:
         raise UpdateRefusedError(f"{exc}\nupdate refused, slot {active.upper()} stays active") from exc
+    public_pem = layout.public_key()
+    if public_pem is not None:  # the initramfs would refuse this root: refuse it before writing
+        trailer = sealed.signature_file.read_bytes() if sealed.signed else b""
+        ok, verdict = signing.run_verify_script(signing.key_area(public_pem), trailer, expected, required=True)
+        if not ok:
+            raise UpdateRefusedError(
+                f"{sealed.directory}: {verdict}\nupdate refused, slot {active.upper()} stays active"
+            )
 
     # Disable the target first: a crash while writing must never leave a half-written slot selectable.
     record.slots[target] = SlotInfo()
