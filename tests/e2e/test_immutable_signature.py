@@ -11,7 +11,6 @@ The kernel comes from the apt cache (scripts/setup.sh downloads linux-image-clou
 
 from __future__ import annotations
 
-import glob
 import io
 import re
 import shutil
@@ -30,7 +29,8 @@ from nodeforge.immutable.seal import SealedRoot, seal_rootfs
 
 pytestmark = [pytest.mark.e2e]
 
-KERNEL_DEBS = "/var/cache/apt/archives/linux-image-*-cloud-amd64_*_amd64.deb"
+APT_CACHE = Path("/var/cache/apt/archives")
+KERNEL_DEBS = "linux-image-*-cloud-amd64_*_amd64.deb"
 UP = "nodeforge-test: sealed root up"
 INIT = f"""#!/bin/sh
 export PATH=/usr/bin:/usr/sbin
@@ -101,14 +101,14 @@ def signed_disk(tmp_path_factory):
     for tool in ("qemu-system-x86_64", "mkfs.erofs", "veritysetup", "sfdisk", "mkfs.ext4", "busybox", "openssl"):
         if not shutil.which(tool, path="/usr/sbin:/sbin:/usr/bin:/bin"):
             pytest.fail(f"{tool} missing: scripts/setup.sh installs it")
-    debs = sorted(glob.glob(KERNEL_DEBS))
+    debs = sorted(APT_CACHE.glob(KERNEL_DEBS))
     if not debs:
-        pytest.fail(f"no kernel package matching {KERNEL_DEBS}: scripts/setup.sh downloads linux-image-cloud-amd64")
+        pytest.fail(f"no kernel package {APT_CACHE}/{KERNEL_DEBS}: scripts/setup.sh downloads linux-image-cloud-amd64")
     base = tmp_path_factory.mktemp("signed-boot")
     key, other = base / "build.key", base / "other.key"
     signing.generate_key(key)
     signing.generate_key(other)
-    bootable_rootfs(base / "rootfs.tar", Path(debs[-1]))
+    bootable_rootfs(base / "rootfs.tar", debs[-1])
     sealed = seal_rootfs(base / "rootfs.tar", base / "sealed", signing_key=key)
     disk = base / "disk.img"
     create_disk(disk, sealed, state_mb=16)
@@ -130,7 +130,8 @@ def boot(disk: Path, sealed: SealedRoot, *, root_hash: str | None = None, extra:
     subprocess.run(argv, capture_output=True, timeout=240, check=False)
     seconds = time.monotonic() - started
     text = console.read_text(errors="replace").replace("\r", "")
-    print(f"\n--- boot ({seconds:.1f} s) {extra}\n" + "\n".join(l for l in text.splitlines() if "nodeforge" in l))
+    ours = "\n".join(line for line in text.splitlines() if "nodeforge" in line)
+    print(f"\n--- boot ({seconds:.1f} s) {extra}\n{ours}")
     return text, seconds
 
 
