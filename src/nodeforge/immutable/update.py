@@ -78,7 +78,7 @@ def _keep_slot(layout: DiskLayout, record: BootRecord) -> str:
 
 
 def verify_slot(layout: DiskLayout, slot: str, info: SlotInfo, sealed: SealedRoot | None = None) -> float:
-    """Check ``slot`` in place: root hash recomputed from its data; hash tree and boot files vs ``sealed``."""
+    """Check ``slot`` in place: root hash recomputed from its data; hash tree, boot files, signature vs ``sealed``."""
     started = time.monotonic()
     with layout.path.open("rb") as fh:
         actual = verity.root_hash_of(
@@ -95,6 +95,10 @@ def verify_slot(layout: DiskLayout, slot: str, info: SlotInfo, sealed: SealedRoo
     for offset, size, want, what in checks:
         if region_sha256(layout, slot, offset, size) != want:
             raise VerityError(f"{layout.path}: slot {slot.upper()} {what} differs from what was written")
+    if sealed is not None:
+        want_trailer = sealed.signature_file.read_bytes() if sealed.signed else bytes(signing.TRAILER_SIZE)
+        if layout.read_trailer(slot) != want_trailer:
+            raise VerityError(f"{layout.path}: slot {slot.upper()} signature trailer differs from what was written")
     return time.monotonic() - started
 
 

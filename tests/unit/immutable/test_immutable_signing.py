@@ -14,9 +14,9 @@ from immutable_helpers import needs_tools, tiny_rootfs
 
 from nodeforge.immutable import signing
 from nodeforge.immutable.disk import create_disk, read_layout, write_public_key
-from nodeforge.immutable.errors import UpdateRefusedError
+from nodeforge.immutable.errors import UpdateRefusedError, VerityError
 from nodeforge.immutable.seal import SEAL_JSON, SealedRoot, seal_rootfs
-from nodeforge.immutable.update import update_slot
+from nodeforge.immutable.update import update_slot, verify_slot
 
 pytestmark = needs_tools
 
@@ -150,7 +150,15 @@ def test_disk_carries_key_and_trailers(signed, sealed_pair, keys, tmp_path):
         update_slot(disk, signed.directory)
     write_public_key(disk, signed.public_key_file.read_text())
     assert update_slot(disk, signed.directory).slot == "b"
-    assert read_layout(disk).read_trailer("b") == signed.signature_file.read_bytes()
+    layout = read_layout(disk)
+    assert layout.read_trailer("b") == signed.signature_file.read_bytes()
+    info = layout.read_record().slots["b"]
+    verify_slot(layout, "b", info, signed)
+    with disk.open("r+b") as fh:  # a trailer that differs from the sealed root's is caught in place
+        fh.seek(layout.slot("b").start + layout.trailer_offset("b") + 30)
+        fh.write(b"X")
+    with pytest.raises(VerityError, match="slot B signature trailer differs"):
+        verify_slot(layout, "b", info, signed)
 
 
 def test_bad_signing_key_named_nothing_written(tmp_path):
