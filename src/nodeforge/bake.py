@@ -45,6 +45,8 @@ class BakeOptions:
     out_dir: Path | None = None
     # mutable: an ext4 root (like AL2023/AL2 AMIs); immutable: sealed read-only root with dm-verity and A/B slots
     variant: str = "mutable"
+    # immutable: private key that signs the sealed root's hash (None: unsigned)
+    signing_key: Path | None = None
 
 
 @dataclass
@@ -147,6 +149,7 @@ def bake_local(options: BakeOptions, reporter: StageReporter | None = None) -> B
             # the immutable variant's seal step (a shell-local post-processor) exports and seals the image
             "seal_dir": str(out / "immutable" / "sealed"),
             "rootfs_tar": str(out / "rootfs.tar"),
+            "signing_key": str(Path(options.signing_key).resolve()) if options.signing_key else "",
             "nodeforge_command": f"{sys.executable} -m nodeforge.cli",
         }
         stage("packer build", lambda: run_packer(variables, out / "packer.log"))

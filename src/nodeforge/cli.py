@@ -63,6 +63,9 @@ def bake_cmd(
     variant: Annotated[
         str, typer.Option(help="mutable (ext4 root) or immutable (sealed erofs root, dm-verity, A/B slots)")
     ] = "mutable",
+    signing_key: Annotated[
+        Path | None, typer.Option(help="immutable: private key that signs the root hash (nodeforge image keygen)")
+    ] = None,
 ) -> None:
     """Bake a node image end to end: base, Packer + node playbook, export, scan, verify, QEMU boot."""
     from nodeforge.bake import BakeError, BakeOptions, bake_local
@@ -71,6 +74,10 @@ def bake_cmd(
         raise typer.BadParameter(f"unknown target {target!r}; this machine bakes 'local' only", param_hint="--target")
     if variant not in {"mutable", "immutable"}:
         raise typer.BadParameter(f"unknown variant {variant!r} (mutable or immutable)", param_hint="--variant")
+    if signing_key is not None and variant != "immutable":
+        raise typer.BadParameter("only the immutable variant is signed", param_hint="--signing-key")
+    if signing_key is not None and not signing_key.is_file():
+        raise typer.BadParameter(f"{signing_key}: signing key not found", param_hint="--signing-key")
     options = BakeOptions(
         kubernetes_version=kubernetes_version,
         image_tag=tag,
@@ -78,6 +85,7 @@ def bake_cmd(
         verify=verify,
         boot=boot,
         variant=variant,
+        signing_key=signing_key,
     )
     try:
         report = bake_local(options, StageReporter(console))
