@@ -31,6 +31,8 @@ def record_seal(manifest: Path, sealed: SealedRoot) -> dict[str, str]:
     # What the root hash is a function of (reproducible seals): re-sealing the same tree must give root_hash again.
     inputs = sealed.inputs
     custom["verity_salt"] = sealed.verity.salt
+    if sealed.signed:  # fingerprint of the key that signed the root hash (the disk's boot partition holds it)
+        custom["signing_key"] = sealed.signature["key"]
     if inputs:
         custom["seal_tree_sha256"] = str(inputs.get("tree_sha256", ""))
         custom["seal_image_sha256"] = str(inputs.get("image_sha256", ""))

@@ -15,6 +15,7 @@ from immutable_helpers import needs_tools, tiny_rootfs
 from nodeforge.immutable import signing
 from nodeforge.immutable.disk import create_disk, read_layout, write_public_key
 from nodeforge.immutable.errors import UpdateRefusedError, VerityError
+from nodeforge.immutable.manifest import record_seal
 from nodeforge.immutable.seal import SEAL_JSON, SealedRoot, seal_rootfs
 from nodeforge.immutable.update import update_slot, verify_slot
 
@@ -75,6 +76,13 @@ def test_seal_signs_the_root_hash(signed, keys):
     sig.unlink()
     msg.unlink()
     assert SealedRoot.load(signed.directory).signed
+
+
+def test_signing_key_in_the_manifest(signed, tmp_path):
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps({"builds": [{"custom_data": {"os": "debian12"}}]}))
+    custom = record_seal(path, signed)
+    assert custom["signing_key"] == signed.signature["key"] and custom["root_hash"] == signed.root_hash
 
 
 def test_initramfs_carries_openssl_and_the_check(signed, sealed_pair):
