@@ -134,6 +134,12 @@ variable "rootfs_tar" {
   }
 }
 
+variable "signing_key" {
+  type        = string
+  description = "Immutable variant: private key (PEM) that signs the root hash (`nodeforge image keygen`); empty: unsigned."
+  default     = ""
+}
+
 variable "nodeforge_command" {
   type        = string
   description = "How to run the nodeforge CLI for the seal step (e.g. `nodeforge` or `python3 -m nodeforge.cli`)."
@@ -238,7 +244,7 @@ build {
     post-processor "shell-local" {
       inline = [
         "if [ '${var.variant}' != immutable ]; then exit 0; fi",
-        "${var.nodeforge_command} image seal-image ${var.image_repository}:${var.image_tag} --out '${var.seal_dir}' --manifest '${var.manifest_path}' --rootfs-tar '${var.rootfs_tar}'",
+        "${var.nodeforge_command} image seal-image ${var.image_repository}:${var.image_tag} --out '${var.seal_dir}' --manifest '${var.manifest_path}' --rootfs-tar '${var.rootfs_tar}'${var.signing_key == "" ? "" : " --signing-key '${var.signing_key}'"}",
       ]
     }
   }

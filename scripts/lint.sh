@@ -7,7 +7,7 @@ echo "lint: yamllint";     yamllint --strict .
 echo "lint: ansible-lint"; ansible-lint --profile production -q
 echo "lint: ruff";         ruff check src tests bench && ruff format --check src tests bench
 echo "lint: packer fmt"
-for d in packer packer/eks-node packer/kubernetes; do packer fmt -check -diff "$d"; done
+for d in packer packer/eks-node packer/kubernetes packer/immutable-ami; do packer fmt -check -diff "$d"; done
 echo "lint: packer validate"
 for t in packer/local.pkr.hcl; do packer validate -syntax-only "$t" >/dev/null; done
 echo "lint: ok"

@@ -7,7 +7,7 @@ ROOT=$PWD
 
 APT_PACKAGES=(docker.io packer mmdebstrap qemu-system-x86 qemu-utils e2fsprogs busybox-static
   python3-venv iptables cryptsetup-bin erofs-utils squashfs-tools fdisk cpio
-  grub-pc-bin grub-efi-amd64-bin ovmf dosfstools mtools socat)
+  grub-pc-bin grub-efi-amd64-bin ovmf dosfstools mtools socat openssl)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -17,6 +17,11 @@ if ((${#missing[@]})); then
   echo "setup: installing apt packages: ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian's cloud kernel in the apt cache (not installed): tests/e2e/test_immutable_signature.py boots it.
+if ! compgen -G "/var/cache/apt/archives/linux-image-*-cloud-amd64_*_amd64.deb" >/dev/null; then
+  echo "setup: downloading linux-image-cloud-amd64 into the apt cache"
+  apt-get install -y -qq --download-only --no-install-recommends linux-image-cloud-amd64 >/dev/null
 fi
 
 PY=${NODEFORGE_PYTHON:-python3.11}

@@ -69,6 +69,9 @@ def bake_cmd(
     variant: Annotated[
         str, typer.Option(help="mutable (ext4 root) or immutable (sealed erofs root, dm-verity, A/B slots)")
     ] = "mutable",
+    signing_key: Annotated[
+        Path | None, typer.Option(help="immutable: private key that signs the root hash (nodeforge image keygen)")
+    ] = None,
 ) -> None:
     """Bake a node image end to end: base, Packer + node playbook, export, scan, verify, QEMU boot."""
     from nodeforge.bake.pipeline import BakeError, BakeOptions, bake_local
@@ -81,6 +84,10 @@ def bake_cmd(
         raise typer.BadParameter(f"unknown firmware {firmware!r} (bios or uefi)", param_hint="--firmware")
     if user_data is not None and not user_data.is_file():
         raise typer.BadParameter(f"{user_data}: no such file", param_hint="--user-data")
+    if signing_key is not None and variant != "immutable":
+        raise typer.BadParameter("only the immutable variant is signed", param_hint="--signing-key")
+    if signing_key is not None and not signing_key.is_file():
+        raise typer.BadParameter(f"{signing_key}: signing key not found", param_hint="--signing-key")
     options = BakeOptions(
         kubernetes_version=kubernetes_version,
         image_tag=tag,
@@ -90,6 +97,7 @@ def bake_cmd(
         variant=variant,
         first_boot_user_data=user_data,
         first_boot_firmware=firmware,
+        signing_key=signing_key,
     )
     try:
         report = bake_local(options, StageReporter(console))

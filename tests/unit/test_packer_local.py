@@ -63,6 +63,37 @@ def test_seal_step_matches_the_cli():
     step = next(line for line in text.splitlines() if "image seal-image" in line)
     for option in ("--out '${var.seal_dir}'", "--manifest '${var.manifest_path}'", "--rootfs-tar '${var.rootfs_tar}'"):
         assert option in step
+    assert """${var.signing_key == "" ? "" : " --signing-key '${var.signing_key}'"}""" in step
     help_text = CliRunner().invoke(app, ["image", "seal-image", "--help"]).output
-    for option in ("--out", "--manifest", "--rootfs-tar"):
+    for option in ("--out", "--manifest", "--rootfs-tar", "--signing-key"):
         assert option in help_text
+
+
+def test_signing_key_reaches_the_seal_step(tmp_path):
+    """A dry run of the template's seal step: the shell-local line as Packer renders it, with and without a key."""
+    out = []
+    for key in ("", "/keys/build.key"):
+        proc = subprocess.run(
+            ["packer", "console", "-var", "variant=immutable", "-var", f"signing_key={key}", str(TEMPLATE)],
+            input='var.signing_key == "" ? "" : " --signing-key \'${var.signing_key}\'"\n',
+            capture_output=True, text=True, cwd=REPO, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        out.append(proc.stdout.strip())
+    assert out == ["", "--signing-key '/keys/build.key'"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--signing-key", "k.key"], "only the immutable variant is signed"),
+        (["--variant", "immutable", "--signing-key", "missing.key"], "missing.key: signing key not found"),
+    ],
+)
+def test_bake_signing_key_checked_before_baking(args, message):
+    from typer.testing import CliRunner
+
+    from nodeforge.cli import app
+
+    result = CliRunner().invoke(app, ["bake", *args])
+    assert result.exit_code == 2 and message in " ".join(result.output.replace("│", " ").split())

@@ -47,6 +47,8 @@ class BakeOptions:
     # First boot: the user data the booted image is launched with (default: Karpenter-style AL2023 MIME), firmware
     first_boot_user_data: Path | None = None
     first_boot_firmware: str = "bios"
+    # immutable: private key that signs the sealed root's hash (None: unsigned)
+    signing_key: Path | None = None
 
 
 @dataclass
@@ -149,6 +151,7 @@ def bake_local(options: BakeOptions, reporter: StageReporter | None = None) -> B
             # the immutable variant's seal step (a shell-local post-processor) exports and seals the image
             "seal_dir": str(out / "immutable" / "sealed"),
             "rootfs_tar": str(out / "rootfs.tar"),
+            "signing_key": str(Path(options.signing_key).resolve()) if options.signing_key else "",
             "nodeforge_command": f"{sys.executable} -m nodeforge.cli",
         }
         stage("packer build", lambda: run_packer(variables, out / "packer.log"))

@@ -43,17 +43,36 @@ def seal_cmd(
     fs_type: Annotated[str, typer.Option("--fs", help="Read-only filesystem: erofs or squashfs")] = "erofs",
     compression: Annotated[str | None, typer.Option(help="Compressor (default lz4hc / zstd)")] = None,
     strip: Annotated[bool, typer.Option(help="Remove apt, docs, translations, /boot from the root")] = True,
+    signing_key: Annotated[
+        Path | None, typer.Option(help="Private key (PEM) to sign the root hash with; see `image keygen`")
+    ] = None,
+    source_date_epoch: Annotated[
+        int | None, typer.Option(help="Timestamp epoch (default: $SOURCE_DATE_EPOCH, else the tar's newest file)")
+    ] = None,
 ) -> None:
-    """Seal a rootfs tar: read-only filesystem image + dm-verity hash tree + kernel + initramfs."""
+    """Seal a rootfs tar: read-only filesystem image + dm-verity hash tree + kernel + initramfs (reproducible)."""
     from nodeforge.immutable.seal import seal_rootfs
 
     with StageReporter(console).stage(f"seal {rootfs_tar}"):
-        sealed = _guard(lambda: seal_rootfs(rootfs_tar, out, fs_type=fs_type, compression=compression, strip=strip))
+        sealed = _guard(
+            lambda: seal_rootfs(
+                rootfs_tar,
+                out,
+                fs_type=fs_type,
+                compression=compression,
+                strip=strip,
+                signing_key=signing_key,
+                source_date_epoch=source_date_epoch,
+            )
+        )
     table = Table(title=f"sealed {out}")
     table.add_column("item")
     table.add_column("value", overflow="fold")
     table.add_row("root hash", sealed.root_hash)
     table.add_row("salt", sealed.verity.salt)
+    table.add_row("signed by", sealed.signature.get("key", "(unsigned)"))
+    table.add_row("tree digest", str(sealed.inputs.get("tree_sha256", "")))
+    table.add_row("source date epoch", str(sealed.inputs.get("source_date_epoch", "")))
     table.add_row("data blocks", str(sealed.verity.data_blocks))
     table.add_row(f"{sealed.fs_type} image", f"{sealed.image_bytes / 2**20:.1f} MiB")
     table.add_row("hash tree", f"{sealed.hash_bytes / 2**20:.1f} MiB")
@@ -75,6 +94,7 @@ def seal_image_cmd(
         Path | None, typer.Option(help="Keep the exported root filesystem tar here (default: a temp file)")
     ] = None,
     fs_type: Annotated[str, typer.Option("--fs", help="Read-only filesystem: erofs or squashfs")] = "erofs",
+    signing_key: Annotated[Path | None, typer.Option(help="Private key (PEM) to sign the root hash with")] = None,
 ) -> None:
     """Export a baked Docker image and seal it; the immutable variant's step of packer/local.pkr.hcl."""
     import tempfile
@@ -93,10 +113,23 @@ def seal_image_cmd(
         with reporter.stage(f"export {image}"):
             docker.export_image(image, tar)
         with reporter.stage(f"seal {tar}"):
-            sealed = _guard(lambda: seal_rootfs(tar, out, fs_type=fs_type))
+            sealed = _guard(lambda: seal_rootfs(tar, out, fs_type=fs_type, signing_key=signing_key))
     if manifest is not None:
         _guard(lambda: record_seal(manifest, sealed))
     console.print(f"sealed {image}: {sealed.fs_type} + dm-verity, root hash {sealed.root_hash} ({out})")
+
+
+@app.command("keygen")
+def keygen_cmd(
+    out: Annotated[Path, typer.Argument(help="Private key file to create (the public half is written as .pub)")],
+) -> None:
+    """Create an Ed25519 key pair for signing root hashes (never overwrites a key)."""
+    from nodeforge.immutable import signing
+
+    public = _guard(lambda: signing.generate_key(out))
+    console.print(
+        f"private key {out} (keep it secret), public key {public} ({signing.fingerprint(public.read_text())})"
+    )
 
 
 @app.command("verify")
@@ -122,6 +155,9 @@ def disk_create_cmd(
     settings: Annotated[Path | None, typer.Option(help="TOML settings file for the state partition")] = None,
     slot_mb: Annotated[int | None, typer.Option(help="Size of each root slot (default 1.5x the sealed root)")] = None,
     state_mb: Annotated[int, typer.Option(help="Size of the state partition")] = 512,
+    public_key: Annotated[
+        Path | None, typer.Option(help="Public key (PEM) for the boot partition (default: the seal's root.pub)")
+    ] = None,
 ) -> None:
     """Create an A/B disk image: slot A = the sealed root (active), slot B empty, fresh state."""
     from nodeforge.immutable.disk import create_disk
@@ -129,7 +165,11 @@ def disk_create_cmd(
 
     sealed = _guard(lambda: SealedRoot.load(sealed_dir))
     with StageReporter(console).stage(f"create {out}"):
-        layout = _guard(lambda: create_disk(out, sealed, slot_mb=slot_mb, state_mb=state_mb, settings=settings))
+        layout = _guard(
+            lambda: create_disk(
+                out, sealed, slot_mb=slot_mb, state_mb=state_mb, settings=settings, public_key=public_key
+            )
+        )
     for part in layout.partitions.values():
         console.print(f"  {part.number} {part.name:<11} {part.size / 2**20:8.0f} MiB at {part.start}")
 

@@ -22,6 +22,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from nodeforge.immutable import signing
 from nodeforge.immutable.errors import DiskError, ToolError
 from nodeforge.immutable.initramfs import SLOT_PARTNAMES, STATE_PARTNAME
 from nodeforge.immutable.record import RECORD_AREA, SLOTS, BootRecord, SlotInfo, read_record, write_record
@@ -73,6 +74,21 @@ class DiskLayout:
 
     def write_record(self, record: BootRecord) -> BootRecord:
         return write_record(self.path, self.bootcfg.start, record)
+
+    def public_key(self) -> str | None:
+        """The PEM public key in the boot partition's key area, ``None`` if there is none."""
+        with self.path.open("rb") as fh:
+            fh.seek(self.bootcfg.start + signing.KEY_OFFSET)
+            return signing.parse_key_area(fh.read(signing.KEY_AREA_SIZE))
+
+    def trailer_offset(self, slot: str) -> int:
+        """Offset, within the slot, of its signature trailer (the partition's last bytes)."""
+        return self.slot(slot).size - signing.TRAILER_SIZE
+
+    def read_trailer(self, slot: str) -> bytes:
+        with self.path.open("rb") as fh:
+            fh.seek(self.slot(slot).start + self.trailer_offset(slot))
+            return fh.read(signing.TRAILER_SIZE)
 
 
 def _align(value: int, to: int) -> int:
@@ -127,7 +143,7 @@ def payload_bytes(sealed: SealedRoot) -> int:
 def write_payload(layout: DiskLayout, slot: str, sealed: SealedRoot, *, fresh: bool = False) -> SlotInfo:
     """Write ``sealed`` into ``slot``; returns the slot's payload description (priority etc. left at 0)."""
     part = layout.slot(slot)
-    need = payload_bytes(sealed)
+    need = payload_bytes(sealed) + signing.TRAILER_SIZE
     if need > part.size:
         raise DiskError(
             f"{layout.path}: sealed root {sealed.directory} needs {need // MIB + 1} MiB, "
@@ -156,6 +172,11 @@ def write_payload(layout: DiskLayout, slot: str, sealed: SealedRoot, *, fresh: b
             (sealed.initrd, info.initrd_offset),
         ):
             _copy_into(src, fd, part.start + offset, skip_zeros=fresh)
+        # The signature trailer; zeros for an unsigned root (no stale signature of a previous root stays).
+        trailer = sealed.signature_file.read_bytes() if sealed.signed else bytes(signing.TRAILER_SIZE)
+        if len(trailer) != signing.TRAILER_SIZE:
+            raise DiskError(f"{sealed.signature_file}: not a {signing.TRAILER_SIZE}-byte signature trailer")
+        os.pwrite(fd, trailer, part.start + layout.trailer_offset(slot))
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -210,6 +231,18 @@ def _state_image(path: Path, size: int, settings: Path | None, metadata: dict[st
         shutil.rmtree(seed, ignore_errors=True)
 
 
+def write_public_key(disk: Path, public_pem: str | None) -> None:
+    """Put ``public_pem`` in the boot partition's key area of ``disk`` (``None``: clear it)."""
+    layout = read_layout(disk)
+    area = signing.key_area(public_pem) if public_pem is not None else bytes(signing.KEY_AREA_SIZE)
+    fd = os.open(layout.path, os.O_WRONLY)
+    try:
+        os.pwrite(fd, area, layout.bootcfg.start + signing.KEY_OFFSET)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def create_disk(
     disk: Path,
     sealed: SealedRoot,
@@ -218,17 +251,27 @@ def create_disk(
     state_mb: int = 512,
     settings: Path | None = None,
     metadata: dict[str, str] | None = None,
+    public_key: Path | None = None,
 ) -> DiskLayout:
     """Create ``disk`` with slot A = ``sealed`` (active, known good), slot B empty, a fresh state partition.
 
     ``slot_mb`` defaults to 1.5x the sealed payload (room for a bigger update), rounded up to 64 MiB.
     ``settings`` (TOML settings file) is put on the state partition as ``/var/lib/nodeforge/user-data.toml``.
+    ``public_key`` (PEM) goes into the boot partition's key area; default: the sealed root's ``root.pub`` when it
+    is signed (the initramfs then refuses any root whose signature does not verify against it).
     The image is built under a temporary name and renamed into place.
     """
     disk = Path(disk)
     if settings is not None and not Path(settings).is_file():
         raise DiskError(f"{settings}: settings file not found")
-    need = payload_bytes(sealed)
+    key_file = public_key if public_key is not None else (sealed.public_key_file if sealed.signed else None)
+    key_area = None
+    if key_file is not None:
+        try:
+            key_area = signing.key_area(Path(key_file).read_text())
+        except (OSError, UnicodeDecodeError, signing.SigningError) as exc:
+            raise DiskError(f"{key_file}: cannot use as the boot partition's public key ({exc})") from exc
+    need = payload_bytes(sealed) + signing.TRAILER_SIZE
     slot_bytes = _align(int(need * 1.5), 64 * MIB) if slot_mb is None else slot_mb * MIB
     if slot_bytes < need:
         raise DiskError(f"{disk}: slot_mb={slot_mb} is too small for {sealed.directory} ({need // MIB + 1} MiB)")
@@ -252,6 +295,8 @@ def create_disk(
         try:
             _copy_into(state_tmp, fd, layout.state.start, skip_zeros=True)
             os.pwrite(fd, b"\0" * RECORD_AREA, layout.bootcfg.start)
+            if key_area is not None:
+                os.pwrite(fd, key_area, layout.bootcfg.start + signing.KEY_OFFSET)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -267,4 +312,4 @@ def create_disk(
     return read_layout(disk)
 
 
-__all__ = ["SLOTS", "DiskLayout", "Partition", "create_disk", "read_layout", "write_payload"]
+__all__ = ["SLOTS", "DiskLayout", "Partition", "create_disk", "read_layout", "write_payload", "write_public_key"]

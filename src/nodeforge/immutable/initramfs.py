@@ -10,6 +10,12 @@ from the boot record):
 * ``nodeforge.slot=a|b`` -> partition ``NF-ROOT-A`` / ``NF-ROOT-B``
 * ``nodeforge.roothash=HEX`` and ``nodeforge.hashoffset=BYTES`` (hash tree after the data)
 * ``nodeforge.initdebug=1`` -> drop to a shell on failure instead of powering off
+* ``nodeforge.verifyall=1`` -> read the whole verity device before switch_root (every data block checked
+  against the root hash at boot, not only when read; costs a full read of the root)
+
+Before opening the root it checks the root hash's signature (:mod:`nodeforge.immutable.signing`): the
+public key from the boot partition's key area, the signature from the slot's trailer, the root hash from
+the command line.
 """
 
 from __future__ import annotations
@@ -22,11 +28,20 @@ from pathlib import Path
 
 from nodeforge.immutable.cpio import Archive
 from nodeforge.immutable.errors import SealError
+from nodeforge.immutable.signing import (
+    KEY_AREA_SIZE,
+    KEY_OFFSET,
+    REQUIRE_FLAG,
+    TRAILER_SIZE,
+    VERIFY_PATH,
+    VERIFY_SCRIPT,
+)
 from nodeforge.immutable.tools import which
 
 VERITY_NAME = "nf-root"
 STATE_PARTNAME = "NF-STATE"
 SLOT_PARTNAMES = {"a": "NF-ROOT-A", "b": "NF-ROOT-B"}
+BOOTCFG_PARTNAME = "NF-BOOTCFG"
 VAR_SKEL = "/usr/share/nodeforge/var-skel"
 SEEDED_MARKER = ".nodeforge-seeded"
 ETC_OVERLAY_DIR = "/run/nodeforge/etc"
@@ -49,6 +64,7 @@ echo 0 >/proc/sys/kernel/printk 2>/dev/null
 log() {{ echo "nodeforge-initramfs: $*" >/dev/console; }}
 fail() {{
     echo "nodeforge-initramfs: FATAL: $*" >/dev/console
+    dmesg 2>/dev/null | grep -i 'verity' | tail -n 3 | sed 's/^/nodeforge-initramfs:   kernel: /' >/dev/console
     if grep -q 'nodeforge.initdebug=1' /proc/cmdline; then exec sh </dev/console >/dev/console 2>&1; fi
     sleep 1
     poweroff -f
@@ -61,11 +77,13 @@ done
 slot=
 roothash=
 hashoffset=
+verifyall=
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         nodeforge.slot=*) slot="${{arg#*=}}" ;;
         nodeforge.roothash=*) roothash="${{arg#*=}}" ;;
         nodeforge.hashoffset=*) hashoffset="${{arg#*=}}" ;;
+        nodeforge.verifyall=1) verifyall=1 ;;
     esac
 done
 case "$slot" in
@@ -85,19 +103,38 @@ find_part() {{
     return 1
 }}
 i=0
-while ! root_part=$(find_part "$partname") || ! state_part=$(find_part {STATE_PARTNAME}); do
+while ! root_part=$(find_part "$partname") || ! state_part=$(find_part {STATE_PARTNAME}) \
+    || ! boot_part=$(find_part {BOOTCFG_PARTNAME}); do
     i=$((i + 1))
-    [ $i -gt 100 ] && fail "partitions $partname / {STATE_PARTNAME} not found"
+    [ $i -gt 100 ] && fail "partitions $partname / {STATE_PARTNAME} / {BOOTCFG_PARTNAME} not found"
     sleep 0.1
 done
+
+# The root hash's signature: key from the boot partition, signature from the slot's last {TRAILER_SIZE} bytes.
+mkdir -p /run/nodeforge /tmp
+required=0
+[ -e {REQUIRE_FLAG} ] && required=1
+dd if="/dev/$boot_part" of=/run/nodeforge/key-area bs=4096 skip={KEY_OFFSET // 4096} count={KEY_AREA_SIZE // 4096} \
+    2>/dev/null || fail "cannot read the key area of the boot partition /dev/$boot_part"
+sectors=$(cat "/sys/class/block/$root_part/size")
+dd if="/dev/$root_part" of=/run/nodeforge/slot-trailer bs={TRAILER_SIZE} skip=$((sectors * 512 / {TRAILER_SIZE} - 1)) \
+    count=1 2>/dev/null || fail "cannot read the signature trailer of slot $slot"
+verdict=$({VERIFY_PATH} "$required" /run/nodeforge/key-area /run/nodeforge/slot-trailer "$roothash") \
+    || fail "signature check refused slot $slot: $verdict"
+log "slot $slot: $verdict"
 
 mkdir -p /run/cryptsetup
 veritysetup open "/dev/$root_part" {VERITY_NAME} "/dev/$root_part" "$roothash" --hash-offset="$hashoffset" \
     || fail "dm-verity refused slot $slot (/dev/$root_part): root hash mismatch or corrupt hash tree"
 [ -b /dev/mapper/{VERITY_NAME} ] || fail "/dev/mapper/{VERITY_NAME} missing after veritysetup open"
+if [ "$verifyall" = 1 ]; then
+    dd if=/dev/mapper/{VERITY_NAME} of=/dev/null bs=1048576 2>/dev/null \
+        || fail "dm-verity: slot $slot has a data block that does not match root hash $roothash"
+    log "slot $slot: every data block verified against the root hash"
+fi
 mount -t erofs -o ro /dev/mapper/{VERITY_NAME} /newroot 2>/dev/null \
     || mount -t squashfs -o ro /dev/mapper/{VERITY_NAME} /newroot \
-    || fail "cannot mount the verity root of slot $slot"
+    || fail "cannot mount the verity root of slot $slot (a changed data block fails its dm-verity check when read)"
 
 mount -t ext4 -o rw,noatime,nodev "/dev/$state_part" /newroot/var || fail "cannot mount the state partition on /var"
 if [ ! -e /newroot/var/{SEEDED_MARKER} ]; then
@@ -209,8 +246,14 @@ def shared_libraries(binary: str) -> list[Path]:
     return libs
 
 
-def build_initramfs(root: Path, kernel_version: str, out: Path, *, fs_module: str = "erofs") -> InitramfsInfo:
-    """Write ``out`` (gzip'd newc cpio) for the image extracted at ``root`` and its kernel ``kernel_version``."""
+def build_initramfs(
+    root: Path, kernel_version: str, out: Path, *, fs_module: str = "erofs", require_signature: bool = False
+) -> InitramfsInfo:
+    """Write ``out`` (gzip'd newc cpio) for the image extracted at ``root`` and its kernel ``kernel_version``.
+
+    ``require_signature``: the initramfs refuses a root without a valid signature even when the boot partition
+    holds no public key (a root sealed with a signing key gets this).
+    """
     archive = Archive()
     for d in ("bin", "sbin", "etc", "proc", "sys", "dev", "run", "newroot", "lib/modules", "lib64", "tmp"):
         archive.add_dir(d)
@@ -224,7 +267,12 @@ def build_initramfs(root: Path, kernel_version: str, out: Path, *, fs_module: st
 
     veritysetup = which("veritysetup")
     archive.add_host_file("sbin/veritysetup", Path(veritysetup), 0o755)
-    libraries = shared_libraries(veritysetup)
+    openssl = which("openssl")
+    archive.add_host_file("bin/openssl", Path(openssl), 0o755)
+    libraries = list(dict.fromkeys([*shared_libraries(veritysetup), *shared_libraries(openssl)]))
+    archive.add_file(VERIFY_PATH.lstrip("/"), VERIFY_SCRIPT.encode(), 0o755)
+    if require_signature:
+        archive.add_file(REQUIRE_FLAG.lstrip("/"), b"a root hash signature is required (sealed with a key)\n")
     for lib in libraries:
         archive.add_host_file(str(lib).lstrip("/"), lib, 0o755)
         if str(lib).startswith("/lib64/"):

@@ -12,7 +12,7 @@ OS_SUFFIX = "-immutable"
 
 
 def record_seal(manifest: Path, sealed: SealedRoot) -> dict[str, str]:
-    """Add variant, root hash and root filesystem to the last build's custom_data; returns the custom_data.
+    """Add variant, root hash, root filesystem and the seal's inputs to the last build's custom_data; returns it.
 
     ``os`` gets the ``-immutable`` suffix (once), so catalog queries never mix the two variants. The manifest is
     rewritten atomically (temp file, then rename).
@@ -28,6 +28,17 @@ def record_seal(manifest: Path, sealed: SealedRoot) -> dict[str, str]:
     custom["variant"] = "immutable"
     custom["root_hash"] = sealed.root_hash
     custom["root_fs"] = f"{sealed.fs_type}+dm-verity"
+    # What the root hash is a function of (reproducible seals): re-sealing the same tree must give root_hash again.
+    inputs = sealed.inputs
+    custom["verity_salt"] = sealed.verity.salt
+    if sealed.signed:  # fingerprint of the key that signed the root hash (the disk's boot partition holds it)
+        custom["signing_key"] = sealed.signature["key"]
+    if inputs:
+        custom["seal_tree_sha256"] = str(inputs.get("tree_sha256", ""))
+        custom["seal_image_sha256"] = str(inputs.get("image_sha256", ""))
+        custom["seal_source_date_epoch"] = str(inputs.get("source_date_epoch", ""))
+        custom["seal_fs_options"] = " ".join(str(o) for o in inputs.get("fs_options", []))
+        custom["seal_tools"] = ", ".join(str(t) for t in inputs.get("tools", []))
     tmp = manifest.with_name(f".{manifest.name}.tmp")
     tmp.write_text(json.dumps(document, indent=2) + "\n")
     tmp.replace(manifest)

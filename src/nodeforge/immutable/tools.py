@@ -20,6 +20,7 @@ PACKAGES = {
     "busybox": "busybox-static",
     "ldd": "libc-bin",
     "tar": "tar",
+    "openssl": "openssl",
 }
 _SBIN = ("/usr/sbin", "/sbin", "/usr/bin", "/bin")
 
@@ -37,11 +38,17 @@ def which(name: str) -> str:
 
 
 def run(
-    argv: Sequence[str], *, subject: Path | str, what: str, tail: int = 15, stdin: str | None = None
+    argv: Sequence[str],
+    *,
+    subject: Path | str,
+    what: str,
+    tail: int = 15,
+    stdin: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``argv`` (argv[0] resolved with :func:`which`); raise :class:`ToolError` naming ``subject`` on failure."""
     cmd = [which(argv[0]), *argv[1:]]
-    proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True, check=False, env=env)
     if proc.returncode != 0:
         out = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-tail:])
         raise ToolError(f"{subject}: {what} failed ({argv[0]} exit {proc.returncode}):\n{out}")

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nodeforge.immutable import verity
+from nodeforge.immutable import signing, verity
 from nodeforge.immutable.disk import DiskLayout, read_layout, region_sha256, write_payload
 from nodeforge.immutable.errors import DiskError, UpdateRefusedError, VerityError
 from nodeforge.immutable.record import MAX_PRIORITY, BootRecord, SlotInfo, other
@@ -78,7 +78,7 @@ def _keep_slot(layout: DiskLayout, record: BootRecord) -> str:
 
 
 def verify_slot(layout: DiskLayout, slot: str, info: SlotInfo, sealed: SealedRoot | None = None) -> float:
-    """Check ``slot`` in place: root hash recomputed from its data; hash tree and boot files vs ``sealed``."""
+    """Check ``slot`` in place: root hash recomputed from its data; hash tree, boot files, signature vs ``sealed``."""
     started = time.monotonic()
     with layout.path.open("rb") as fh:
         actual = verity.root_hash_of(
@@ -95,6 +95,10 @@ def verify_slot(layout: DiskLayout, slot: str, info: SlotInfo, sealed: SealedRoo
     for offset, size, want, what in checks:
         if region_sha256(layout, slot, offset, size) != want:
             raise VerityError(f"{layout.path}: slot {slot.upper()} {what} differs from what was written")
+    if sealed is not None:
+        want_trailer = sealed.signature_file.read_bytes() if sealed.signed else bytes(signing.TRAILER_SIZE)
+        if layout.read_trailer(slot) != want_trailer:
+            raise VerityError(f"{layout.path}: slot {slot.upper()} signature trailer differs from what was written")
     return time.monotonic() - started
 
 
@@ -130,6 +134,14 @@ def update_slot(
         seconds["verify sealed"] = verity.verify(sealed.image, sealed.hash_tree, expected)
     except VerityError as exc:
         raise UpdateRefusedError(f"{exc}\nupdate refused, slot {active.upper()} stays active") from exc
+    public_pem = layout.public_key()
+    if public_pem is not None:  # the initramfs would refuse this root: refuse it before writing
+        trailer = sealed.signature_file.read_bytes() if sealed.signed else b""
+        ok, verdict = signing.run_verify_script(signing.key_area(public_pem), trailer, expected, required=True)
+        if not ok:
+            raise UpdateRefusedError(
+                f"{sealed.directory}: {verdict}\nupdate refused, slot {active.upper()} stays active"
+            )
 
     # Disable the target first: a crash while writing must never leave a half-written slot selectable.
     record.slots[target] = SlotInfo()

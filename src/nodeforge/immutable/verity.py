@@ -65,8 +65,11 @@ def _field(output: str, name: str, *, subject: Path) -> str:
     return match.group(1)
 
 
-def format_hash_tree(data: Path, hash_file: Path, *, salt: str | None = None) -> VerityParams:
-    """Write the dm-verity hash tree of ``data`` to ``hash_file``; return the parameters (root hash, salt...)."""
+def format_hash_tree(data: Path, hash_file: Path, *, salt: str | None = None, uuid: str | None = None) -> VerityParams:
+    """Write the dm-verity hash tree of ``data`` to ``hash_file``; return the parameters (root hash, salt...).
+
+    ``salt`` (hex) and ``uuid`` (of the hash superblock) are random unless given: pass both for a reproducible tree.
+    """
     data = Path(data)
     if data.stat().st_size % BLOCK_SIZE:
         raise VerityError(f"{data}: size {data.stat().st_size} is not a multiple of {BLOCK_SIZE} bytes")
@@ -74,6 +77,8 @@ def format_hash_tree(data: Path, hash_file: Path, *, salt: str | None = None) ->
     argv += [f"--hash={HASH_ALGORITHM}"]
     if salt is not None:
         argv.append(f"--salt={salt}")
+    if uuid is not None:
+        argv.append(f"--uuid={uuid}")
     started = time.monotonic()
     proc = run([*argv, str(data), str(hash_file)], subject=data, what="veritysetup format")
     seconds = time.monotonic() - started

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from nodeforge.immutable.boot import ImmutableBootResult, evaluate
 from nodeforge.immutable.cli import app
+from nodeforge.immutable.disk import read_layout
 from nodeforge.vm import disk as diskimage
 
 runner = CliRunner()
@@ -123,3 +124,48 @@ def test_cli_errors_exit_1_naming_the_file(tmp_path, monkeypatch, argv):
     res = runner.invoke(app, argv)
     assert res.exit_code == 1, res.output
     assert argv[1].split("/")[0] in res.output.replace("\n", "")
+
+
+@needs_tools
+def test_keygen_seal_signed_disk_create(tmp_path):
+    key = tmp_path / "keys" / "build.key"
+    result = runner.invoke(app, ["keygen", str(key)])
+    assert result.exit_code == 0, result.output
+    assert key.is_file() and key.with_suffix(".pub").is_file() and "sha256:" in result.output
+    again = runner.invoke(app, ["keygen", str(key)])
+    assert again.exit_code == 1 and "exists already" in again.output
+    tar = tiny_rootfs(tmp_path / "r.tar")
+    out = tmp_path / "sealed"
+    result = runner.invoke(
+        app, ["seal", str(tar), "--out", str(out), "--signing-key", str(key), "--source-date-epoch", "1700000000"]
+    )
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "seal.json").read_text())
+    assert (
+        record["signature"]["key"] in " ".join(result.output.split())
+        or record["signature"]["key"][:20] in result.output
+    )
+    assert record["inputs"]["source_date_epoch"] == 1700000000
+    other = tmp_path / "other.key"
+    runner.invoke(app, ["keygen", str(other)])
+    disk = tmp_path / "disk.img"
+    result = runner.invoke(
+        app,
+        [
+            "disk",
+            "create",
+            str(out),
+            "--out",
+            str(disk),
+            "--state-mb",
+            "16",
+            "--public-key",
+            str(other.with_suffix(".pub")),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert read_layout(disk).public_key() == other.with_suffix(".pub").read_text()
+    bad = runner.invoke(
+        app, ["seal", str(tar), "--out", str(tmp_path / "x"), "--signing-key", str(tmp_path / "nope.key")]
+    )
+    assert bad.exit_code == 1 and "nope.key: signing key not found" in "".join(bad.output.split("\n"))

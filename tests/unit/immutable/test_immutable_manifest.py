@@ -30,7 +30,15 @@ def test_root_hash_recorded_in_the_last_build(sealed_pair, tmp_path):
         "variant": "immutable",
         "root_hash": sealed.root_hash,
         "root_fs": f"{sealed.fs_type}+dm-verity",
+        "verity_salt": sealed.verity.salt,
+        "seal_tree_sha256": sealed.inputs["tree_sha256"],
+        "seal_image_sha256": sealed.inputs["image_sha256"],
+        "seal_source_date_epoch": str(sealed.inputs["source_date_epoch"]),
+        "seal_fs_options": " ".join(sealed.inputs["fs_options"]),
+        "seal_tools": ", ".join(sealed.inputs["tools"]),
     }
+    assert all(isinstance(v, str) for v in custom.values())  # the catalog's custom_data contract
+    assert custom["seal_tools"].startswith("erofs-utils ")
     assert document["builds"][0]["custom_data"] == {"os": "debian12"}  # earlier builds untouched
     assert not list(tmp_path.glob(".*.tmp"))
 

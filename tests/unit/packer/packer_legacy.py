@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 # Top-level blocks 1.6.6 cannot load at all.
@@ -62,8 +63,11 @@ def _strip(text: str, top_blocks: tuple[str, ...], arguments: set[str], blocks: 
     return "".join(out), removed
 
 
-def derive_legacy_copy(template_dir: Path, target: Path) -> list[str]:
-    """Write the 1.6.6-loadable copy of template_dir into target; return what was dropped."""
+def derive_legacy_copy(template_dir: Path, target: Path, extra_arguments: Mapping[str, str] | None = None) -> list[str]:
+    """Write the 1.6.6-loadable copy of template_dir into target; return what was dropped.
+
+    ``extra_arguments``: further source arguments to drop (name -> what it does in the real template).
+    """
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(template_dir, target)
@@ -72,7 +76,7 @@ def derive_legacy_copy(template_dir: Path, target: Path) -> list[str]:
         text, gone = _strip(
             path.read_text(),
             LEGACY_DROPPED_BLOCKS,
-            set(LEGACY_DROPPED_SOURCE_ARGUMENTS),
+            set(LEGACY_DROPPED_SOURCE_ARGUMENTS) | set(extra_arguments or {}),
             set(LEGACY_DROPPED_SOURCE_BLOCKS),
         )
         if text.strip():
