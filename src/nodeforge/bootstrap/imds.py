@@ -6,9 +6,9 @@ import os
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 
 from nodeforge.bootstrap.errors import ImdsError
+from nodeforge.bootstrap.record import dataclass
 
 DEFAULT_ENDPOINT = "http://169.254.169.254"
 ENDPOINT_ENV = "NODEFORGE_IMDS_ENDPOINT"

@@ -8,12 +8,12 @@ delegation on Nitro (x16 addresses per slot) and a ceiling of 110 pods up to 30 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from nodeforge.bootstrap.celexpr import evaluate
+from nodeforge.bootstrap.record import dataclass
 
 DATA_FILE = Path(__file__).resolve().parent / "data" / "instance_limits.json"
 DEFAULT_MAX_PODS = 110  # kubelet's default, nodeadm's fallback for unknown instance types

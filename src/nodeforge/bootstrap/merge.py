@@ -4,9 +4,9 @@ inline documents (kubelet config, base runtime spec) and containerd TOML merge k
 from __future__ import annotations
 
 import copy
-import tomllib
 from typing import Any
 
+from nodeforge.bootstrap import tomlr
 from nodeforge.bootstrap.tomlw import dumps
 
 _APPEND = (("spec", "kubelet", "flags"),)
@@ -30,7 +30,7 @@ def merge_toml(base: str, override: str) -> str:
         return override
     if not override.strip():
         return base
-    return dumps(deep_merge(tomllib.loads(base), tomllib.loads(override)))
+    return dumps(deep_merge(tomlr.loads(base), tomlr.loads(override)))
 
 
 def _merge_at(base: dict[str, Any], override: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:

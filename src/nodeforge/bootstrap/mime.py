@@ -12,7 +12,8 @@ import base64
 import binascii
 import quopri
 import re
-from dataclasses import dataclass, field
+
+from nodeforge.bootstrap.record import dataclass, field
 
 _HEADER_LINE = re.compile(r"^(content-[a-z0-9-]+|mime-version|x-[a-z0-9-]+|merge-type)\s*:", re.IGNORECASE)
 _BOUNDARY = re.compile(r"""boundary\s*=\s*(?:"([^"]+)"|'([^']+)'|([^\s;]+))""", re.IGNORECASE)

@@ -11,13 +11,13 @@ import base64
 import binascii
 import ipaddress
 import re
-import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from nodeforge.bootstrap import tomlr
 from nodeforge.bootstrap.errors import Diagnostics
+from nodeforge.bootstrap.record import dataclass, field
 from nodeforge.bootstrap.shell import unquote_flag
 
 API_VERSION = "node.eks.aws/v1alpha1"
@@ -327,8 +327,8 @@ def validate(settings: NodeSettings, diagnostics: Diagnostics, *, strict: bool =
         error(f"spec.cluster.name: {cluster.name!r} is not a valid EKS cluster name")
     if not cluster.api_server_endpoint:
         error("spec.cluster.apiServerEndpoint: required (the cluster's https endpoint)")
-    elif (reason := check_https_url(cluster.api_server_endpoint)) is not None:
-        error(f"spec.cluster.apiServerEndpoint: {reason}")
+    elif check_https_url(cluster.api_server_endpoint) is not None:
+        error(f"spec.cluster.apiServerEndpoint: {check_https_url(cluster.api_server_endpoint)}")
     if not cluster.certificate_authority:
         error("spec.cluster.certificateAuthority: required (base64 of the cluster CA bundle)")
     elif b"-----BEGIN CERTIFICATE-----" not in cluster.certificate_authority:
@@ -361,8 +361,8 @@ def validate(settings: NodeSettings, diagnostics: Diagnostics, *, strict: bool =
         error("spec.kubelet.config.maxPods: must be an integer")
     if settings.spec.containerd.config:
         try:
-            tomllib.loads(settings.spec.containerd.config)
-        except tomllib.TOMLDecodeError as exc:
+            tomlr.loads(settings.spec.containerd.config)
+        except tomlr.TOMLDecodeError as exc:
             error(f"spec.containerd.config: not valid TOML ({exc})")
     storage = settings.spec.instance.local_storage
     if storage.strategy and storage.strategy not in LOCAL_STORAGE_STRATEGIES:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ from nodeforge.bootstrap.errors import BootstrapError, CisError, Diagnostics, In
 from nodeforge.bootstrap.merge import deep_merge
 from nodeforge.bootstrap.metadata import InstanceMetadata
 from nodeforge.bootstrap.model import NodeSettings
+from nodeforge.bootstrap.record import dataclass, field
 
 RUNTIME_SLICE = "/etc/systemd/system/runtime.slice"
 

@@ -8,7 +8,8 @@ Command substitution cannot be evaluated statically and is reported.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+
+from nodeforge.bootstrap.record import dataclass, field
 
 _ASSIGNMENT = re.compile(r"^\s*(?:(export|declare\s+-x|readonly|local)\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 _EXPORT_NAMES = re.compile(r"^\s*export\s+([A-Za-z_][A-Za-z0-9_ ]*)\s*$")

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from nodeforge.bootstrap import legacy
+from nodeforge.bootstrap import legacy, tomlr
 from nodeforge.bootstrap.bottlerocket import settings_from_toml
 from nodeforge.bootstrap.encoding import to_text, unwrap
 from nodeforge.bootstrap.errors import Diagnostics, InvalidInputError
 from nodeforge.bootstrap.merge import merge_node_configs
 from nodeforge.bootstrap.mime import looks_like_mime, split_multipart
 from nodeforge.bootstrap.model import API_VERSION, KIND, NodeSettings, parse_node_config
+from nodeforge.bootstrap.record import dataclass, field
 from nodeforge.bootstrap.shell import BootstrapCall, ShellSyntaxError, find_bootstrap_calls
 
 NODECONFIG_MEDIA_TYPE = "application/node.eks.aws"
@@ -62,8 +61,8 @@ def _node_config_documents(text: str, where: str, diagnostics: Diagnostics) -> l
         containerd = (document.get("spec") or {}).get("containerd") if isinstance(document.get("spec"), dict) else None
         if isinstance(containerd, dict) and isinstance(containerd.get("config"), str):
             try:
-                tomllib.loads(containerd["config"])
-            except tomllib.TOMLDecodeError as exc:
+                tomlr.loads(containerd["config"])
+            except tomlr.TOMLDecodeError as exc:
                 diagnostics.error(f"{label}: spec.containerd.config: not valid TOML ({exc})")
                 continue
         if api_version == API_VERSION and kind == KIND:
@@ -99,8 +98,8 @@ def _scan_text(text: str, where: str, found: Found, diagnostics: Diagnostics) ->
         diagnostics.warn(f"{where}: cloud-config is left for cloud-init")
     elif _TOML_START.search(text):
         try:
-            found.toml.append((where, tomllib.loads(text)))
-        except tomllib.TOMLDecodeError as exc:
+            found.toml.append((where, tomlr.loads(text)))
+        except tomlr.TOMLDecodeError as exc:
             diagnostics.error(f"{where}: not valid TOML ({exc})")
     else:
         found.node_configs.extend((where, doc) for doc in _node_config_documents(text, where, diagnostics))

@@ -11,11 +11,11 @@ import difflib
 import os
 import stat
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from nodeforge.bootstrap.errors import WriteError
 from nodeforge.bootstrap.plan import PlannedFile
+from nodeforge.bootstrap.record import dataclass
 
 # Directories the agent may have to create, and their modes (others get 0755).
 DIRECTORY_MODES = {"/var/lib/kubelet": 0o700, "/etc/kubernetes/pki": 0o755}
@@ -36,6 +36,14 @@ class _Before:
     content: bytes | None
     mode: int
     created_dirs: list[Path]
+
+
+def _unlink(path: Path) -> None:
+    """``path.unlink(missing_ok=True)``, which Python 3.7 lacks."""
+    try:  # noqa: SIM105 - contextlib is not otherwise imported
+        path.unlink()
+    except FileNotFoundError:
+        pass
 
 
 def _target(root: Path, path: str) -> Path:
@@ -107,7 +115,7 @@ def _write(root: Path, planned: PlannedFile, created: list[Path] | None = None) 
             os.fsync(handle.fileno())
         Path(temporary).replace(target)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        _unlink(Path(temporary))
         raise
     directory = os.open(target.parent, os.O_RDONLY)
     try:
@@ -129,7 +137,7 @@ def _undo(root: Path, changed: list[_Before]) -> None:
     for before in reversed(changed):
         try:
             if before.content is None:
-                _target(root, before.path).unlink(missing_ok=True)
+                _unlink(_target(root, before.path))
             else:
                 _write(root, PlannedFile(before.path, before.content, before.mode))
             for directory in reversed(before.created_dirs):
