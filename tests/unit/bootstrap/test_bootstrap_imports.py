@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import yaml
+from bootstrap_helpers import TOOLING_ONLY
 
 import nodeforge.bootstrap
 
@@ -26,6 +27,7 @@ def imported_modules(path: Path) -> set[str]:
     return names
 
 
+@TOOLING_ONLY  # sys.stdlib_module_names: 3.10+
 def test_only_stdlib_yaml_and_the_package_itself():
     allowed = set(sys.stdlib_module_names) | {"yaml", "tomli"}  # tomli: tomllib on Python < 3.11 (tomlr.py)
     offenders = {}
