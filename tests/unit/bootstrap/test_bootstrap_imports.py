@@ -87,3 +87,31 @@ def test_module_entry_point_as_subprocess(tmp_path):
     assert report["facts"]["maxPods"] == 58
     assert {f["path"]: f["action"] for f in report["files"]}["/etc/kubernetes/kubelet/config.json"] == "created"
     assert report["services"] == []  # --root is not /: systemd is left alone
+
+
+@TOOLING_ONLY
+def test_tomli_pinned_alike_in_the_agent_the_role_and_the_test_venvs():
+    """tomllib's stand-in on python3 < 3.11: one version in the agent's error message, the role and the venvs."""
+    from nodeforge.bootstrap.tomlr import TOMLI_VERSION
+
+    repo = SRC.parent
+    role_vars = yaml.safe_load((repo / "roles/bootstrap_agent/vars/main.yml").read_text(encoding="utf-8"))
+    assert role_vars["bootstrap_agent_tomli_version"] == TOMLI_VERSION
+    assert f"tomli=={TOMLI_VERSION}" in (repo / "requirements-agent.txt").read_text(encoding="utf-8").split()
+    assert role_vars["bootstrap_agent_python_min"] == "3.7"
+
+
+def test_toml_without_tomllib_or_tomli_is_refused_with_what_to_install(agent, monkeypatch):
+    """A python3 older than 3.11 without tomli: TOML user data is refused naming tomli, nothing is written."""
+    from bootstrap_helpers import INPUTS
+
+    from nodeforge.bootstrap import tomlr
+
+    monkeypatch.setattr(tomlr, "_parser", None)
+    monkeypatch.setitem(sys.modules, "tomllib", None)  # import fails as on Python < 3.11
+    monkeypatch.setitem(sys.modules, "tomli", None)
+    result = agent.run(user_data=(INPUTS / "karpenter-bottlerocket.toml").read_bytes())
+    assert result.code == 1, result.err
+    assert "has no tomllib (Python 3.11+) and the tomli package is not installed" in result.err
+    assert f"tomli=={tomlr.TOMLI_VERSION}" in result.err
+    assert list(agent.root.iterdir()) == []
