@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _FALSE = ("false", "0", "f")
 _TRUE = ("true", "1", "t", "")

@@ -8,12 +8,15 @@ The CRI plugin's name follows the image's config.toml: ``io.containerd.grpc.v1.c
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from nodeforge.bootstrap import tomlr
 from nodeforge.bootstrap.merge import deep_merge, merge_toml
 from nodeforge.bootstrap.model import RegistryCredential, RegistryMirror
 from nodeforge.bootstrap.tomlw import dumps
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 DROPIN_PATH = "/etc/containerd/config.d/00-nodeforge.toml"
 BASE_CONFIG_PATH = "/etc/containerd/config.toml"

@@ -4,10 +4,13 @@ inline documents (kubelet config, base runtime spec) and containerd TOML merge k
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 from nodeforge.bootstrap import tomlr
 from nodeforge.bootstrap.tomlw import dumps
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _APPEND = (("spec", "kubelet", "flags"),)
 _TOML = (("spec", "containerd", "config"),)

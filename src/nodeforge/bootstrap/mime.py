@@ -8,11 +8,10 @@ split here and only header values are parsed with :mod:`email`.
 
 from __future__ import annotations
 
-import base64
 import binascii
-import quopri
 import re
 
+from nodeforge.bootstrap.encoding import b64decode
 from nodeforge.bootstrap.record import dataclass, field
 
 _HEADER_LINE = re.compile(r"^(content-[a-z0-9-]+|mime-version|x-[a-z0-9-]+|merge-type)\s*:", re.IGNORECASE)
@@ -77,10 +76,12 @@ def _decode_body(body: str, encoding: str, where: str) -> bytes:
     encoding = encoding.strip().lower()
     if encoding == "base64":
         try:
-            return base64.b64decode("".join(body.split()), validate=True)
+            return b64decode("".join(body.split()))
         except (binascii.Error, ValueError) as exc:
             raise ValueError(f"{where}: Content-Transfer-Encoding base64 but the body is not base64 ({exc})") from exc
     if encoding == "quoted-printable":
+        import quopri
+
         return quopri.decodestring(body.encode())
     if encoding in ("", "7bit", "8bit", "binary"):
         return body.encode()

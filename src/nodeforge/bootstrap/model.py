@@ -7,18 +7,19 @@ instead of stopping at the first.
 
 from __future__ import annotations
 
-import base64
 import binascii
-import ipaddress
 import re
-from collections.abc import Callable
-from typing import Any
-from urllib.parse import urlsplit
 
 from nodeforge.bootstrap import tomlr
+from nodeforge.bootstrap.encoding import b64decode
 from nodeforge.bootstrap.errors import Diagnostics
 from nodeforge.bootstrap.record import dataclass, field
 from nodeforge.bootstrap.shell import unquote_flag
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 API_VERSION = "node.eks.aws/v1alpha1"
 KIND = "NodeConfig"
@@ -225,7 +226,7 @@ def parse_node_config(raw: object, diagnostics: Diagnostics, *, strict: bool = F
     ca = read.string(cluster, "certificateAuthority", "spec.cluster")
     if ca:
         try:
-            spec.cluster.certificate_authority = base64.b64decode("".join(ca.split()), validate=True)
+            spec.cluster.certificate_authority = b64decode("".join(ca.split()))
         except (binascii.Error, ValueError):
             diagnostics.error(
                 "spec.cluster.certificateAuthority: must be base64 (the cluster CA bundle, base64-encoded)"
@@ -290,6 +291,8 @@ def _environment(read: _Reader, raw: object) -> dict[str, dict[str, str]]:
 
 def check_https_url(value: str) -> str | None:
     """None when ``value`` is an https URL with a host, else the reason it is not."""
+    from urllib.parse import urlsplit
+
     try:
         parts = urlsplit(value)
         port = parts.port
@@ -318,6 +321,8 @@ def _renaming(names: dict[str, str], emit: Callable[[str], None]) -> Callable[[s
 
 def validate(settings: NodeSettings, diagnostics: Diagnostics, *, strict: bool = False) -> None:
     """Semantic checks on the merged settings; problems go to ``diagnostics``."""
+    import ipaddress
+
     cluster = settings.spec.cluster
     error = _renaming(settings.field_names, diagnostics.error)
     warn = _renaming(settings.field_names, diagnostics.warn)

@@ -18,19 +18,23 @@ import binascii
 import difflib
 import json
 import re
-from collections.abc import Mapping
 from datetime import date, datetime, time
-from typing import Any
 from urllib.parse import urlsplit
 
 from nodeforge.bootstrap.errors import Diagnostics
 from nodeforge.bootstrap.model import RegistryCredential, RegistryMirror
 from nodeforge.bootstrap.record import dataclass, field
 
-SYSCTL_PATH = "/etc/sysctl.d/90-nodeforge-settings.conf"
-SYSCTL_HEADER = (
-    "# Written by the nodeforge bootstrap agent from settings.kernel.sysctl; re-run the agent to change it.\n"
-)
+# re-exported: the file this model's settings.kernel.sysctl goes to
+from nodeforge.bootstrap.sysctl import SYSCTL_HEADER as SYSCTL_HEADER
+from nodeforge.bootstrap.sysctl import SYSCTL_PATH as SYSCTL_PATH
+from nodeforge.bootstrap.sysctl import render_sysctl as render_sysctl
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
+
 NOT_APPLIED = "accepted, not applied by this image"
 
 # What the kubelet's protectKernelDefaults (on: a CIS setting) requires of the kernel; it refuses to start otherwise.
@@ -372,13 +376,6 @@ def sysctl_violations(sysctls: Mapping[str, str]) -> list[str]:
                 f"protectKernelDefaults is on (got {describe(value)})"
             )
     return found
-
-
-def render_sysctl(sysctls: Mapping[str, str]) -> str | None:
-    """The sysctl.d file for ``settings.kernel.sysctl``, or None when there is none."""
-    if not sysctls:
-        return None
-    return SYSCTL_HEADER + "".join(f"{key} = {value.strip()}\n" for key, value in sysctls.items())
 
 
 def parse_settings(document: Mapping[str, Any], diagnostics: Diagnostics) -> Settings:

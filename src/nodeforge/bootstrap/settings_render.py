@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 from nodeforge.bootstrap import maxpods, plan, tomlr, writer
 from nodeforge.bootstrap.bottlerocket import node_settings
@@ -19,6 +18,10 @@ from nodeforge.bootstrap.metadata import InstanceMetadata
 from nodeforge.bootstrap.model import NodeSettings, validate
 from nodeforge.bootstrap.record import dataclass, field
 from nodeforge.bootstrap.settings import Settings, parse_settings
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_INSTANCE_TYPE = "m5.large"
 DEFAULT_REGION = "us-east-1"

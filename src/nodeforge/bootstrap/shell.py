@@ -139,7 +139,7 @@ def tokenize(text: str, env: dict[str, str] | None = None) -> list[list[Word]]:
                 i += 1
             while i < n and text[i] not in " \t\n;&|":
                 i += 1  # the redirection target is not an argument
-        elif any(text.startswith(sep, i) for sep in _SEPARATORS):
+        elif char in "&|;\n" and any(text.startswith(sep, i) for sep in _SEPARATORS):
             finish_command()
             i += next(len(sep) for sep in _SEPARATORS if text.startswith(sep, i))
         elif (char == "$" and text.startswith("$(", i)) or char == "`":

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
-from typing import Any
 
 from nodeforge.bootstrap import legacy, tomlr
-from nodeforge.bootstrap.bottlerocket import settings_from_toml
 from nodeforge.bootstrap.encoding import to_text, unwrap
 from nodeforge.bootstrap.errors import Diagnostics, InvalidInputError
 from nodeforge.bootstrap.merge import merge_node_configs
@@ -21,6 +18,11 @@ from nodeforge.bootstrap.mime import looks_like_mime, split_multipart
 from nodeforge.bootstrap.model import API_VERSION, KIND, NodeSettings, parse_node_config
 from nodeforge.bootstrap.record import dataclass, field
 from nodeforge.bootstrap.shell import BootstrapCall, ShellSyntaxError, find_bootstrap_calls
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 NODECONFIG_MEDIA_TYPE = "application/node.eks.aws"
 _SHELL_TYPES = frozenset({"text/x-shellscript", "text/x-shellscript-per-boot", "text/x-shellscript-per-instance"})
@@ -171,6 +173,8 @@ def settings_from_found(
             diagnostics.warn(f"{where} line {call.line}: {reason}")
         return legacy.settings_from_args(call.args, call.environment, diagnostics, read_file)
     if found.toml:
+        from nodeforge.bootstrap.bottlerocket import settings_from_toml
+
         return settings_from_toml(found.toml[0][1], diagnostics)
     raise InvalidInputError(
         "no node configuration in the user data",
