@@ -100,7 +100,11 @@ def settings_from_args(
     for flag, variable in FLAGS.items():
         if flag not in values and environment.get(variable):
             values[flag] = environment[variable]
-    settings = NodeSettings(node_config=NodeConfig(), dialect="bootstrap.sh")
+    settings = NodeSettings(
+        node_config=NodeConfig(),
+        dialect="bootstrap.sh",
+        field_names={"spec.kubelet.flags": "bootstrap.sh --kubelet-extra-args"},
+    )
     spec = settings.spec
     cluster = spec.cluster
     if not positional:

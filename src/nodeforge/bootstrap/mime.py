@@ -116,8 +116,13 @@ def split_multipart(text: str) -> list[Part]:
         chunks.append(current)
     if not chunks:
         raise ValueError(f"multipart user data has no part delimited by {delimiter!r}")
-    if not closed and not any(part_line.strip() for part_line in chunks[-1]):
-        chunks.pop()  # a trailing empty chunk after the last delimiter, with no closing delimiter
+    if not closed:
+        # EC2 user data is cut at 16 KiB, and templating can drop the tail: a document without its closing
+        # delimiter may have lost parts (or the end of the last one), so nothing of it is applied.
+        raise ValueError(
+            f"multipart user data ends without its closing delimiter {closing!r} after part {len(chunks)}: "
+            "it looks cut off (truncated user data?), so none of it is applied"
+        )
     parts = []
     for number, chunk in enumerate(chunks, start=1):
         part_headers, start = _read_headers(chunk)

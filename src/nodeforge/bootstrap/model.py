@@ -354,16 +354,16 @@ def validate(settings: NodeSettings, diagnostics: Diagnostics, *, strict: bool =
         except ValueError:
             error(f"clusterDNS[{index}]: {address!r} is not an IP address")
     kubelet = settings.spec.kubelet
-    kubelet.flags = [unquote_flag(flag) for flag in kubelet.flags]
-    for index, flag in enumerate(kubelet.flags):
-        if not flag.startswith("-"):
-            error(f"spec.kubelet.flags[{index}]: {flag!r} is not a flag (must start with --)")
-        elif any(char.isspace() for char in flag):
-            error(f"spec.kubelet.flags[{index}]: {flag!r} contains whitespace, which the kubelet unit cannot pass")
-    if "maxPods" in kubelet.config and (
-        not isinstance(kubelet.config["maxPods"], int) or isinstance(kubelet.config["maxPods"], bool)
-    ):
-        error("spec.kubelet.config.maxPods: must be an integer")
+    if kubelet.flags:
+        from nodeforge.bootstrap.kubeletflags import normalize
+
+        # as the kubelet reads them: --flag value, --flag=value, booleans, repeated map flags merged
+        kubelet.flags = normalize([unquote_flag(flag) for flag in kubelet.flags], "spec.kubelet.flags", error)
+    for flag in kubelet.flags:
+        if any(char.isspace() for char in flag):
+            error(f"spec.kubelet.flags: {flag!r} contains whitespace, which the kubelet unit cannot pass")
+    if kubelet.config:
+        _check_kubelet_config(kubelet.config, error, warn, strict)
     if settings.spec.containerd.config:
         try:
             tomlr.loads(settings.spec.containerd.config)
@@ -388,3 +388,20 @@ def validate(settings: NodeSettings, diagnostics: Diagnostics, *, strict: bool =
             error(message) if strict else warn(message + "; ignored")
     if settings.max_pods is not None and settings.max_pods <= 0:
         error(f"max-pods: must be a positive integer, not {settings.max_pods}")
+
+
+def _check_kubelet_config(
+    config: dict[str, Any], error: Callable[[str], None], warn: Callable[[str], None], strict: bool
+) -> None:
+    """Every kubelet.config value type-checked against KubeletConfiguration v1beta1 (kubeletschema); a null is
+    dropped with a warning (it sets nothing)."""
+    from nodeforge.bootstrap.kubeletschema import check_kubelet_config
+
+    def unknown(path: str) -> None:
+        message = f"{path}: not a KubeletConfiguration v1beta1 field"
+        error(message) if strict else warn(f"{message}; written as given (the kubelet ignores fields it does not know)")
+
+    check_kubelet_config(config, "spec.kubelet.config", error, unknown)
+    for key in [key for key, value in config.items() if value is None]:
+        warn(f"spec.kubelet.config.{key}: null sets nothing; left out of the kubelet configuration")
+        del config[key]

@@ -165,11 +165,20 @@ def settings_from_found(
         diagnostics.error(f"the user data calls bootstrap.sh more than once ({lines})")
     diagnostics.raise_if_errors("invalid user data")
     if found.node_configs:
-        merged = merge_node_configs([document for _, document in found.node_configs])
+        merged = merge_node_configs(
+            [document for _, document in found.node_configs],
+            [where for where, _ in found.node_configs],
+            diagnostics.warn,
+        )
         return NodeSettings(node_config=parse_node_config(merged, diagnostics, strict=strict), dialect="nodeconfig")
     if found.calls:
         where, call = found.calls[0]
-        for reason in dict.fromkeys(call.unresolved):
+        for reason in dict.fromkeys(call.unresolved):  # an argument would be missing or wrong: refuse the call
+            diagnostics.error(
+                f"{where} line {call.line}: the bootstrap.sh call cannot be read statically: {reason} "
+                "(write the value itself, or use NodeConfig user data)"
+            )
+        for reason in dict.fromkeys(call.unset):
             diagnostics.warn(f"{where} line {call.line}: {reason}")
         return legacy.settings_from_args(call.args, call.environment, diagnostics, read_file)
     if found.toml:
