@@ -84,8 +84,8 @@ LIST_FLAGS = frozenset(
     {"cluster-dns", "tls-cipher-suites", "allowed-unsafe-sysctls", "enforce-node-allocatable", "register-with-taints"}
 )
 SHORTHANDS = {"v": "v", "h": "help"}
-_TRUE = ("1", "t", "T", "TRUE", "true", "True")
-_FALSE = ("0", "f", "F", "FALSE", "false", "False")
+TRUE = ("1", "t", "T", "TRUE", "true", "True")
+FALSE = ("0", "f", "F", "FALSE", "false", "False")
 
 
 class Flag:
@@ -132,12 +132,12 @@ def parse(words: list[str], where: str, error: Callable[[str], None]) -> list[Fl
             error(f"{here}: {word!r} needs a value (--{name}=VALUE or --{name} VALUE)")
             continue
         flag = flags[-1]
-        if name in BOOLEAN_FLAGS and flag.value is not None and flag.value not in _TRUE + _FALSE:
+        if name in BOOLEAN_FLAGS and flag.value is not None and flag.value not in TRUE + FALSE:
             error(f"{here}: --{name} is a boolean flag: {flag.value!r} is not true or false")
     return flags
 
 
-def _pairs(value: str, separator: str) -> list[tuple[str, str]]:
+def pairs(value: str, separator: str) -> list[tuple[str, str]]:
     pairs = []
     for item in value.split(","):
         key, found, rest = item.partition(separator)
@@ -154,7 +154,7 @@ def effective(flags: list[Flag]) -> dict[str, str]:
         value = "true" if flag.value is None else flag.value
         if flag.name in MAP_FLAGS:
             merged = maps.setdefault(flag.name, {})
-            merged.update(_pairs(value, MAP_FLAGS[flag.name]))
+            merged.update(pairs(value, MAP_FLAGS[flag.name]))
             values[flag.name] = ",".join(f"{key}{MAP_FLAGS[flag.name]}{item}" for key, item in merged.items())
         elif flag.name in LIST_FLAGS and flag.name in values:
             values[flag.name] = f"{values[flag.name]},{value}"
@@ -164,7 +164,7 @@ def effective(flags: list[Flag]) -> dict[str, str]:
 
 
 def is_true(value: str) -> bool:
-    return value in _TRUE
+    return value in TRUE
 
 
 def normalize(words: list[str], where: str, error: Callable[[str], None]) -> list[str]:
