@@ -20,6 +20,8 @@ DIALECTS = ["karpenter-al2023.mime", "mng-al2.mime", "eksctl-al2.sh", "karpenter
 
 
 def test_agent_installed(host):
+    # byte-compiled at install (the role's handler), before anything ran the agent: no compiling at each boot
+    assert host.run("ls /usr/lib/nodeforge/nodeforge/bootstrap/__pycache__/cli.cpython-*.pyc").rc == 0
     agent = host.file("/usr/bin/nodeforge-bootstrap")
     assert agent.mode == 0o755 and agent.user == "root"
     assert host.run("/usr/bin/nodeforge-bootstrap --help").rc == 0

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from bootstrap_helpers import TOOLING_ONLY
 
@@ -115,3 +116,39 @@ def test_toml_without_tomllib_or_tomli_is_refused_with_what_to_install(agent, mo
     assert "has no tomllib (Python 3.11+) and the tomli package is not installed" in result.err
     assert f"tomli=={tomlr.TOMLI_VERSION}" in result.err
     assert list(agent.root.iterdir()) == []
+
+
+HEAVY = {"argparse", "urllib.request", "http.client", "ssl", "email", "difflib", "dataclasses", "inspect",
+         "subprocess", "tempfile", "tomllib", "tomli", "yaml", "typing", "socket", "traceback"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "allowed"),
+    [
+        ("eksctl-al2.sh", set()),  # bootstrap.sh dialect: no YAML, no TOML
+        ("karpenter-al2023.mime", {"yaml"}),  # NodeConfig YAML: PyYAML only
+    ],
+)
+def test_a_run_imports_only_what_its_input_needs(tmp_path, name, allowed):
+    """Start-up time: a whole run (IMDS, user data, plan, write) loads none of the heavy modules it does not need."""
+    from bootstrap_helpers import INPUTS
+
+    from nodeforge.fake_imds import FakeImdsServer
+
+    code = (
+        "import sys; from nodeforge.bootstrap.cli import main; code = main(sys.argv[1:]); "
+        "print(' '.join(sorted(sys.modules)), file=sys.stderr); sys.exit(code)"
+    )
+    path = os.pathsep.join([str(SRC), str(Path(yaml.__file__).parents[1])])  # -S: no site-packages but these
+    with FakeImdsServer() as state:
+        state.user_data = (INPUTS / name).read_bytes()
+        completed = subprocess.run(
+            [sys.executable, "-S", "-c", code, "--root", str(tmp_path), "--imds-endpoint", state.endpoint,
+             "--cpus", "2", "--kubelet-version", "1.31", "--no-start"],
+            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": path},
+            check=False,
+        )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    loaded = set(completed.stderr.strip().splitlines()[-1].split())
+    assert (HEAVY - allowed) & loaded == set()
+    assert allowed <= loaded
