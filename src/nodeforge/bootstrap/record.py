@@ -11,8 +11,10 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from dataclasses import dataclass, field
 else:
+
     _MISSING = object()
 
     class FrozenInstanceError(AttributeError):
@@ -53,38 +55,50 @@ else:
         fields = _fields(cls)
         cls.__record_fields__ = fields  # type: ignore[attr-defined]
         names = tuple(fields)
-        scope: dict[str, object] = {"_MISSING": _MISSING, "_setattr": object.__setattr__}
-        params, body = [], []
-        seen_default = False
+        defaults: dict[str, object] = {}
+        factories: dict[str, Callable[[], object]] = {}
         for name, declared in fields.items():
             spec = declared
             if isinstance(spec, _Field) and spec.default_factory is _MISSING:
                 spec = spec.default
             if isinstance(spec, _Field):
-                scope[f"_factory_{name}"] = spec.default_factory
-                params.append(f"{name}=_MISSING")
-                value = f"_factory_{name}() if {name} is _MISSING else {name}"
-                seen_default = True
+                factories[name] = spec.default_factory  # type: ignore[assignment]
             elif spec is not _MISSING:
-                scope[f"_default_{name}"] = spec
-                params.append(f"{name}=_default_{name}")
-                value = name
-                seen_default = True
-            else:
-                if seen_default:
-                    raise TypeError(f"{cls.__name__}: non-default field {name!r} follows a default one")
-                params.append(name)
-                value = name
-            body.append(f"  _setattr(self, {name!r}, {value})" if frozen else f"  self.{name} = {value}")
+                defaults[name] = spec
+            elif defaults or factories:
+                raise TypeError(f"{cls.__name__}: non-default field {name!r} follows a default one")
             if isinstance(declared, _Field) and name in cls.__dict__:
                 delattr(cls, name)
-        if "__post_init__" in dir(cls):
-            body.append("  self.__post_init__()")
-        source = f"def __init__(self, {', '.join(params)}):\n" + ("\n".join(body) or "  pass") + "\n"
-        exec(source, scope)  # noqa: S102 - generated from the class's own field names, as dataclasses does
-        init = scope["__init__"]
-        init.__qualname__ = f"{cls.__qualname__}.__init__"  # type: ignore[attr-defined]
-        cls.__init__ = init  # type: ignore[misc]
+        assign = object.__setattr__
+        post_init = "__post_init__" in dir(cls)
+        title = cls.__name__
+
+        # One generic __init__ (not code generated per class as dataclasses does: compiling it costs more at
+        # start-up than all the records of a run ever spend in __init__).
+        def __init__(self: object, *args: object, **kwargs: object) -> None:
+            if len(args) > len(names):
+                raise TypeError(f"{title}() takes {len(names)} positional arguments but {len(args)} were given")
+            for name, value in zip(names, args):
+                if name in kwargs:
+                    raise TypeError(f"{title}() got multiple values for argument {name!r}")
+                assign(self, name, value)
+            for name in names[len(args) :]:
+                if name in kwargs:
+                    value = kwargs.pop(name)
+                elif name in factories:
+                    value = factories[name]()
+                elif name in defaults:
+                    value = defaults[name]
+                else:
+                    raise TypeError(f"{title}() missing required argument: {name!r}")
+                assign(self, name, value)
+            if kwargs:
+                raise TypeError(f"{title}() got an unexpected keyword argument {next(iter(kwargs))!r}")
+            if post_init:
+                self.__post_init__()  # type: ignore[attr-defined]
+
+        __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+        cls.__init__ = __init__  # type: ignore[misc]
 
         def __repr__(self: object) -> str:
             values = ", ".join(f"{name}={getattr(self, name)!r}" for name in names)
