@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import difflib
 import json
 import re
 from datetime import date, datetime, time
@@ -356,6 +355,8 @@ def describe(value: object) -> str:
 
 def closest(key: str, known: list[str] | Mapping[str, object]) -> str | None:
     """The known key ``key`` is most likely a typo of, if any."""
+    import difflib  # only for an unknown key
+
     matches = difflib.get_close_matches(key, list(known), n=1, cutoff=0.75)
     return matches[0] if matches else None
 
