@@ -14,7 +14,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from dataclasses import dataclass, field
 else:
-
     _MISSING = object()
 
     class FrozenInstanceError(AttributeError):
