@@ -62,7 +62,7 @@ def apply_flags(config: dict[str, Any], flags: list[str]) -> dict[str, Any]:
     if gates is not None:
         merged = dict(effective.get("featureGates") or {})
         for name, enabled in kubeletflags.pairs(gates, "="):
-            merged[name] = kubeletflags.is_true(enabled)
+            merged[name] = enabled is not None and kubeletflags.is_true(enabled)
         effective["featureGates"] = merged
     flag_only: dict[str, str] = {}
     for rule in rules():

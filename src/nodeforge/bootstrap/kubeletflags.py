@@ -137,25 +137,29 @@ def parse(words: list[str], where: str, error: Callable[[str], None]) -> list[Fl
     return flags
 
 
-def pairs(value: str, separator: str) -> list[tuple[str, str]]:
-    pairs = []
+def pairs(value: str, separator: str) -> list[tuple[str, str | None]]:
+    """``a=1,b=2`` as [(a, 1), (b, 2)]; an item without the separator keeps None (written back as it was)."""
+    found_pairs: list[tuple[str, str | None]] = []
     for item in value.split(","):
         key, found, rest = item.partition(separator)
         if item.strip():
-            pairs.append((key.strip(), rest.strip() if found else ""))
-    return pairs
+            found_pairs.append((key.strip(), rest.strip() if found else None))
+    return found_pairs
 
 
 def effective(flags: list[Flag]) -> dict[str, str]:
     """What the kubelet ends up with for each flag: the last scalar, the merged map, the appended list."""
     values: dict[str, str] = {}
-    maps: dict[str, dict[str, str]] = {}
+    maps: dict[str, dict[str, str | None]] = {}
     for flag in flags:
         value = "true" if flag.value is None else flag.value
         if flag.name in MAP_FLAGS:
             merged = maps.setdefault(flag.name, {})
             merged.update(pairs(value, MAP_FLAGS[flag.name]))
-            values[flag.name] = ",".join(f"{key}{MAP_FLAGS[flag.name]}{item}" for key, item in merged.items())
+            separator = MAP_FLAGS[flag.name]
+            values[flag.name] = ",".join(
+                key if item is None else f"{key}{separator}{item}" for key, item in merged.items()
+            )
         elif flag.name in LIST_FLAGS and flag.name in values:
             values[flag.name] = f"{values[flag.name]},{value}"
         else:
