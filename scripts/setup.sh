@@ -37,6 +37,25 @@ if [[ ! -x .venv/bin/python || ! -f $stamp || $(cat "$stamp") != "$want" ]]; the
   echo "$want" > "$stamp"
 fi
 
+# The bootstrap agent runs on the node's python3 (3.7 on Amazon Linux 2): its unit tests also run under CPython 3.7
+# and 3.8 (tests/unit/test_agent_pythons.py), each in a venv made from pyenv's interpreter with requirements-agent.txt.
+PYENV_ROOT=${PYENV_ROOT:-$HOME/.pyenv}
+want=$(sha256sum requirements-agent.txt | cut -d' ' -f1)
+for version in 3.7 3.8; do
+  venv=.cache/agent-python/$version
+  [[ -x $venv/bin/python && -f $venv/.requirements.sha256 && $(cat "$venv/.requirements.sha256") == "$want" ]] && continue
+  interpreter=$(find "$PYENV_ROOT/versions" -maxdepth 3 -path "*/versions/$version.*/bin/python$version" 2>/dev/null | sort -V | tail -1)
+  if [[ -z $interpreter ]]; then
+    echo "setup: CPython $version not found under $PYENV_ROOT/versions (install it: pyenv install $version)" >&2
+    exit 1
+  fi
+  echo "setup: creating $venv ($interpreter) from requirements-agent.txt"
+  rm -rf "$venv"
+  "$interpreter" -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check --no-deps -r requirements-agent.txt
+  echo "$want" > "$venv/.requirements.sha256"
+done
+
 # A Docker engine: the host has no systemd, so start dockerd ourselves when none answers.
 if ! docker info >/dev/null 2>&1; then
   echo "setup: starting dockerd"

@@ -106,6 +106,8 @@ def test_verify_cis_table_of_the_image(baked):
     assert {f"3.2.{n}" for n in range(1, 10)} <= ids
     assert {c["title"] for c in checks if c["id"] == "legacy"} >= {
         "protect kernel defaults",
-        "hostname override not set",
+        "node identity",
+        "node identity set at boot only",
+        "cloud provider external",
     }
     assert [c for c in checks if c["status"] != "pass"] == []

@@ -4,12 +4,14 @@ dialect, the files it writes pass the CIS EKS worker-node checks."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 
 import pytest
 from conftest import REPO
 
-from nodeforge.vm.imds import FakeImdsServer
+from nodeforge.bootstrap import cis
+from nodeforge.vm.imds import DEFAULT_METADATA, FakeImdsServer
 
 pytestmark = pytest.mark.bootstrap_agent
 
@@ -18,6 +20,8 @@ DIALECTS = ["karpenter-al2023.mime", "mng-al2.mime", "eksctl-al2.sh", "karpenter
 
 
 def test_agent_installed(host):
+    # byte-compiled at install (the role's handler), before anything ran the agent: no compiling at each boot
+    assert host.run("ls /usr/lib/nodeforge/nodeforge/bootstrap/__pycache__/cli.cpython-*.pyc").rc == 0
     agent = host.file("/usr/bin/nodeforge-bootstrap")
     assert agent.mode == 0o755 and agent.user == "root"
     assert host.run("/usr/bin/nodeforge-bootstrap --help").rc == 0
@@ -69,19 +73,18 @@ def test_agent_output_passes_cis(host, bootstrapped):
     for f in (kubeconfig, config_file):
         assert f.exists and f.mode & 0o133 == 0 and f.user == "root" and f.group == "root"
     config = json.loads(config_file.content_string)
-    assert config["authentication"]["anonymous"]["enabled"] is False  # 3.2.1
-    assert config["authorization"]["mode"] == "Webhook"  # 3.2.2
-    assert config["authentication"]["x509"]["clientCAFile"]  # 3.2.3
-    assert config["readOnlyPort"] == 0  # 3.2.4
-    assert config["streamingConnectionIdleTimeout"] not in ("0", "0s")  # 3.2.5
-    assert config["makeIPTablesUtilChains"] is True  # 3.2.6
-    assert config["eventRecordQPS"] >= 0  # 3.2.7
-    assert config["rotateCertificates"] is True  # 3.2.8
-    assert config["featureGates"]["RotateKubeletServerCertificate"] is True  # 3.2.9
-    assert config["protectKernelDefaults"] is True
-    assert config["providerID"].startswith("aws:///")
-    # max pods from the computed table, or (bootstrap.sh --use-max-pods false) from the user's kubelet flags
     environment = host.file(f"{root}/etc/eks/kubelet/environment").content_string
+    flags = re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*(?:=[^\s\"']*)?", environment)
+    # 3.2.1-3.2.9, protectKernelDefaults, node identity: the one rule set (data/cis_kubelet.json), flags applied
+    assert cis.violations(config, flags) == []
+    # node identity, per instance from IMDS (what replaces the old "no --hostname-override" check)
+    zone, instance_id = DEFAULT_METADATA["placement/availability-zone"], DEFAULT_METADATA["instance-id"]
+    assert config["providerID"] == f"aws:///{zone}/{instance_id}"
+    node_names = {DEFAULT_METADATA["local-hostname"], instance_id}
+    assert [flag.split("=", 1)[1] for flag in flags if flag.startswith("--hostname-override=")][-1] in node_names
+    assert f"--node-ip={DEFAULT_METADATA['local-ipv4']}" in flags
+    assert "--cloud-provider=external" in flags
+    # max pods from the computed table, or (bootstrap.sh --use-max-pods false) from the user's kubelet flags
     assert config.get("maxPods", 0) > 0 or "--max-pods=" in environment
     assert host.file(f"{root}/etc/kubernetes/pki/ca.crt").content_string.startswith("-----BEGIN CERTIFICATE-----")
 

@@ -6,11 +6,13 @@ this module only maps what it holds onto :class:`NodeSettings`.
 
 from __future__ import annotations
 
-from typing import Any
-
 from nodeforge.bootstrap.errors import Diagnostics
 from nodeforge.bootstrap.model import HostSettings, NodeConfig, NodeSettings
 from nodeforge.bootstrap.settings import KUBERNETES, KubernetesSettings, Settings, parse_settings
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # settings.kubernetes.<key> -> KubeletConfiguration field (written to the kubelet drop-in)
 KUBELET_FIELDS: dict[str, str] = {key: setting.kubelet for key, setting in KUBERNETES.items() if setting.kubelet}

@@ -10,7 +10,11 @@ from __future__ import annotations
 import re
 
 _TOKEN = re.compile(r"\s*(?:(\d+)|([A-Za-z_][A-Za-z0-9_]*)|(==|!=|<=|>=|&&|\|\||[-+*/%()<>?:!]))")
-Value = int | bool
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Union
+
+    Value = Union[int, bool]
 
 
 class _Parser:

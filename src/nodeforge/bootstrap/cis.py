@@ -1,99 +1,146 @@
-"""CIS Amazon EKS worker-node checks on the effective kubelet configuration (config file, drop-in and flags)."""
+"""CIS Amazon EKS worker-node checks on the effective kubelet configuration (config file, drop-in and flags).
+
+The rules are data (data/cis_kubelet.json, kube-bench cfg/eks-1.8.0 semantics plus this project's own, each with its
+reason); this module is their one evaluator. The agent runs it at boot, the kubelet role's assert calls it through
+its ``kubelet_cis_violations`` filter, and tests/infra runs it on the image: one rule set, one reading of it.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import re
+from pathlib import Path
 
-_FALSE = ("false", "0", "f")
-_TRUE = ("true", "1", "t", "")
+from nodeforge.bootstrap import kubeletflags
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+RULES_FILE = Path(__file__).resolve().parent / "data" / "cis_kubelet.json"
+_rules: dict[str, Any] | None = None
 
 
-def _flag_values(flags: list[str]) -> dict[str, str]:
-    """``--name=value`` / ``--name value`` / ``--name`` (boolean) flags; the last occurrence wins."""
-    values: dict[str, str] = {}
-    index = 0
-    while index < len(flags):
-        flag = flags[index]
-        name, equals, value = flag.lstrip("-").partition("=")
-        if not equals and index + 1 < len(flags) and not flags[index + 1].startswith("-"):
-            value = flags[index + 1]
-            index += 1
-        values[name] = value
-        index += 1
-    return values
+def rule_set() -> dict[str, Any]:
+    """The parsed rules file (read once)."""
+    global _rules
+    if _rules is None:
+        with RULES_FILE.open(encoding="utf-8") as handle:
+            _rules = json.load(handle)
+    return _rules
+
+
+def rules() -> list[dict[str, Any]]:
+    return list(rule_set()["rules"])
+
+
+def _flag_value(rule: dict[str, Any], text: str) -> object:
+    """A flag's text as the type the rule compares (flags are strings; the config file has JSON types)."""
+    expected = rule.get("value")
+    if isinstance(expected, bool):
+        if text in kubeletflags.TRUE:
+            return True
+        return False if text in kubeletflags.FALSE else text
+    if _is_int(expected) or rule["check"] == "integer-at-least":
+        try:
+            return int(text)
+        except ValueError:
+            return text
+    return text
 
 
 def apply_flags(config: dict[str, Any], flags: list[str]) -> dict[str, Any]:
-    """The config as the kubelet sees it once command-line flags (which win) are applied, for CIS settings."""
-    effective = dict(config)
-    values = _flag_values(flags)
+    """The config as the kubelet sees it once command-line flags (which win) are applied, for the rules' settings.
 
-    def nested(*keys: str) -> dict[str, Any]:
+    Flags are read as the kubelet reads them (kubeletflags): ``--flag value`` or ``--flag=value``, the last scalar
+    occurrence wins, every ``--feature-gates`` occurrence adds its gates. Settings no rule reads are left alone;
+    flag-only settings (no config field) go under ``"--flags"``.
+    """
+    effective = json.loads(json.dumps(config))  # a deep copy, with JSON types only
+    values = kubeletflags.effective(kubeletflags.parse(flags, "flags", lambda _message: None))
+    gates = values.get("feature-gates")
+    if gates is not None:
+        merged = dict(effective.get("featureGates") or {})
+        for name, enabled in kubeletflags.pairs(gates, "="):
+            merged[name] = enabled is not None and kubeletflags.is_true(enabled)
+        effective["featureGates"] = merged
+    flag_only: dict[str, str] = {}
+    for rule in rules():
+        flag = rule.get("flag")
+        if not flag or flag not in values or flag == "feature-gates":
+            continue
+        if rule["path"] is None:
+            flag_only[flag] = values[flag]
+            continue
         node = effective
-        for key in keys:
+        for key in rule["path"][:-1]:
             node[key] = dict(node.get(key) or {})
             node = node[key]
-        return node
-
-    if "anonymous-auth" in values:
-        nested("authentication", "anonymous")["enabled"] = values["anonymous-auth"].lower() in _TRUE
-    if "authorization-mode" in values:
-        nested("authorization")["mode"] = values["authorization-mode"]
-    if "client-ca-file" in values:
-        nested("authentication", "x509")["clientCAFile"] = values["client-ca-file"]
-    if "read-only-port" in values:
-        effective["readOnlyPort"] = values["read-only-port"]
-    if "streaming-connection-idle-timeout" in values:
-        effective["streamingConnectionIdleTimeout"] = values["streaming-connection-idle-timeout"]
-    if "make-iptables-util-chains" in values:
-        effective["makeIPTablesUtilChains"] = values["make-iptables-util-chains"].lower() not in _FALSE
-    if "event-qps" in values:
-        effective["eventRecordQPS"] = values["event-qps"]
-    if "rotate-certificates" in values:
-        effective["rotateCertificates"] = values["rotate-certificates"].lower() not in _FALSE
-    if "protect-kernel-defaults" in values:
-        effective["protectKernelDefaults"] = values["protect-kernel-defaults"].lower() not in _FALSE
-    if "feature-gates" in values:
-        gates = nested("featureGates")
-        for pair in values["feature-gates"].split(","):
-            name, _, enabled = pair.partition("=")
-            if name.strip():
-                gates[name.strip()] = enabled.strip().lower() not in _FALSE
+        node[rule["path"][-1]] = _flag_value(rule, values[flag])
+    if flag_only:
+        effective["--flags"] = flag_only
     return effective
 
 
-def _number(value: object) -> float | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
+_MISSING = object()
 
 
-def violations(config: dict[str, Any]) -> list[str]:
-    """Every CIS setting the effective kubelet configuration breaks."""
+def _lookup(config: dict[str, Any], rule: dict[str, Any]) -> object:
+    if rule["path"] is None:
+        return (config.get("--flags") or {}).get(rule["flag"], _MISSING)
+    node: object = config
+    for key in rule["path"]:
+        if not isinstance(node, dict) or key not in node:
+            return _MISSING
+        node = node[key]
+    return node
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_rule(rule: dict[str, Any], config: dict[str, Any]) -> str | None:
+    """None when ``config`` (an effective kubelet configuration) passes ``rule``, else the violation."""
+    value = _lookup(config, rule)
+    name = ".".join(rule["path"]) if rule["path"] else f"--{rule['flag']}"
+    label = f"CIS {rule['id']}" if rule["id"][0].isdigit() else rule["id"]
+    check, expected = rule["check"], rule.get("value")
+    if value is _MISSING or value is None:
+        if not rule.get("required"):
+            return None
+        wanted = {"equals": f"set to {json.dumps(expected)}", "not-equals": f"set, not to {expected}"}
+        return f"{name} must be {wanted.get(check, 'set')} explicitly ({label})"
+    if check == "equals":
+        if isinstance(expected, bool):
+            same = value is expected
+        elif _is_int(expected):
+            same = _is_int(value) and value == expected
+        else:
+            same = value == expected
+        return None if same else f"{name} must be {json.dumps(expected)}, not {json.dumps(value)} ({label})"
+    if check == "not-equals":
+        return None if value != expected else f"{name} must not be {expected} ({label})"
+    if check == "non-empty":
+        return None if value not in ("", [], {}) else f"{name} must be set ({label})"
+    if check == "duration-not-zero":
+        zero = value == 0 or (isinstance(value, str) and re.match(rule_set()["zero_duration"], value.strip()))
+        return f"{name} must not be 0 ({label})" if zero else None
+    if check == "integer-at-least":
+        good = _is_int(value) and value >= expected  # type: ignore[operator]
+        return None if good else f"{name} must be an integer >= {expected}, not {json.dumps(value)} ({label})"
+    if check == "matches":
+        good = isinstance(value, str) and re.match(expected, value) is not None
+        return None if good else f"{name} must match {expected}, not {json.dumps(value)} ({label})"
+    raise ValueError(f"{RULES_FILE}: rule {rule['id']}: unknown check {check!r}")
+
+
+def violations(config: dict[str, Any], flags: list[str] | None = None) -> list[str]:
+    """Every rule the kubelet configuration breaks (``flags`` applied over it first, when given)."""
+    effective = apply_flags(config, flags) if flags else config
     found = []
-    authentication = config.get("authentication") or {}
-    if (authentication.get("anonymous") or {}).get("enabled") is not False:
-        found.append("authentication.anonymous.enabled must be false (CIS 3.2.1)")
-    if (config.get("authorization") or {}).get("mode") != "Webhook":
-        found.append("authorization.mode must be Webhook (CIS 3.2.2)")
-    if not (authentication.get("x509") or {}).get("clientCAFile"):
-        found.append("authentication.x509.clientCAFile must be set (CIS 3.2.3)")
-    if _number(config.get("readOnlyPort", 0)) != 0:
-        found.append("readOnlyPort must be 0 (CIS 3.2.4)")
-    if str(config.get("streamingConnectionIdleTimeout", "4h0m0s")).strip() in ("0", "0s", "0m0s", "0h0m0s", ""):
-        found.append("streamingConnectionIdleTimeout must not be 0 (CIS 3.2.5)")
-    if config.get("makeIPTablesUtilChains", True) is not True:
-        found.append("makeIPTablesUtilChains must be true (CIS 3.2.6)")
-    qps = _number(config.get("eventRecordQPS", 50))
-    if qps is None or qps < 0:
-        found.append("eventRecordQPS must be a number >= 0 (CIS 3.2.7)")
-    if config.get("rotateCertificates") is not True:
-        found.append("rotateCertificates must be true (CIS 3.2.8)")
-    if (config.get("featureGates") or {}).get("RotateKubeletServerCertificate") is not True:
-        found.append("featureGates.RotateKubeletServerCertificate must be true (CIS 3.2.9)")
-    if config.get("protectKernelDefaults") is not True:
-        found.append("protectKernelDefaults must be true")
+    for rule in rules():
+        problem = check_rule(rule, effective)
+        if problem is not None:
+            found.append(problem)
     return found

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import subprocess
 import sys
-import traceback
 from pathlib import Path
-from typing import TextIO
 
 from nodeforge.bootstrap import legacy, metadata, plan, services, userdata, writer
 from nodeforge.bootstrap.errors import (
     EXIT_CIS,
     EXIT_IMDS,
     EXIT_INTERNAL,
-    EXIT_INVALID,
     EXIT_OK,
     EXIT_SERVICES,
     EXIT_USAGE,
@@ -29,65 +23,16 @@ from nodeforge.bootstrap.imds import ImdsClient, resolve_endpoint
 from nodeforge.bootstrap.instance import RESOLVED_PATH, SYSTEM_ENVIRONMENT_PATH, service_dropin_path
 from nodeforge.bootstrap.kubelet import parse_kubelet_version
 from nodeforge.bootstrap.model import NodeSettings, validate
-from nodeforge.bootstrap.settings import SYSCTL_PATH
+from nodeforge.bootstrap.options import Options, parse
+from nodeforge.bootstrap.sysctl import SYSCTL_PATH
 
-EPILOG = f"""\
-modes:
-  (default)  read the user data (IMDS, or --user-data) and configure the node from it
-  legacy     bootstrap.sh compatibility: legacy [options] -- CLUSTER [bootstrap.sh flags]
-
-exit codes:
-  {EXIT_OK} configured (or unchanged)    {EXIT_INTERNAL} internal error          {EXIT_USAGE} bad command line
-  {EXIT_INVALID} invalid user data/flags    {EXIT_IMDS} IMDS unreachable/incomplete {EXIT_CIS} CIS setting refused
-  {EXIT_WRITE} a file could not be written {EXIT_SERVICES} systemctl failed
-"""
-
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TextIO
 
 CHANGES = ("created", "updated", "removed")
 # files whose change needs containerd restarted: its configuration and its environment
 CONTAINERD_INPUTS = ("/etc/containerd/", SYSTEM_ENVIRONMENT_PATH, service_dropin_path("containerd"))
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python3 -m nodeforge.bootstrap",
-        description="Configure containerd and the kubelet from EC2 user data and join the EKS cluster.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    source = parser.add_argument_group("input")
-    source.add_argument("--user-data", metavar="FILE", help="read user data from FILE ('-' for stdin) instead of IMDS")
-    source.add_argument("--imds-endpoint", metavar="URL", help="IMDS base URL (env NODEFORGE_IMDS_ENDPOINT)")
-    source.add_argument("--imds-retries", type=int, default=5, metavar="N", help="attempts per IMDS request (5)")
-    output = parser.add_argument_group("output")
-    output.add_argument("--root", default="/", metavar="DIR", help="write under DIR instead of / (tests, images)")
-    output.add_argument("--dry-run", action="store_true", help="print what would be written (diffs); write nothing")
-    output.add_argument("--no-start", action="store_true", help="write files but do not touch systemd")
-    output.add_argument("--json", action="store_true", help="print the report as JSON")
-    policy = parser.add_argument_group("policy")
-    policy.add_argument("--strict", action="store_true", help="treat warnings (unknown settings ...) as errors")
-    policy.add_argument(
-        "--cis-mode", choices=("enforce", "warn"), default="enforce", help="refuse (default) or allow CIS breaks"
-    )
-    node = parser.add_argument_group("node")
-    node.add_argument("--max-pods", type=int, metavar="N", help="use N instead of the computed max-pods")
-    node.add_argument(
-        "--max-pods-mode",
-        choices=("standard", "calculator"),
-        default="standard",
-        help="standard: ENIs x (IPs-1) + 2 as nodeadm; calculator: max-pods-calculator.sh (110/250 ceiling)",
-    )
-    node.add_argument("--prefix-delegation", action="store_true", help="calculator mode: VPC CNI prefix delegation")
-    node.add_argument("--custom-networking", action="store_true", help="calculator mode: VPC CNI custom networking")
-    node.add_argument("--cpus", type=int, metavar="N", help="CPUs for kube-reserved (default: the online CPUs)")
-    node.add_argument("--kubelet-version", metavar="X.Y", help="kubelet version (default: kubelet --version)")
-    node.add_argument(
-        "--kubeconfig-auth",
-        choices=("auto", "aws-iam-authenticator", "aws-cli"),
-        default="auto",
-        help="kubeconfig credentials: aws-iam-authenticator or 'aws eks get-token' (auto: what is installed)",
-    )
-    return parser
 
 
 def _split_argv(argv: list[str]) -> tuple[str, list[str], list[str]]:
@@ -100,7 +45,7 @@ def _split_argv(argv: list[str]) -> tuple[str, list[str], list[str]]:
     return "run", argv, []
 
 
-def _read_user_data(args: argparse.Namespace, client: ImdsClient) -> bytes:
+def _read_user_data(args: Options, client: ImdsClient) -> bytes:
     if args.user_data == "-":
         return sys.stdin.buffer.read()
     if args.user_data:
@@ -114,12 +59,14 @@ def _read_user_data(args: argparse.Namespace, client: ImdsClient) -> bytes:
     return data
 
 
-def _kubelet_version(args: argparse.Namespace, root: Path) -> tuple[int, int] | None:
+def _kubelet_version(args: Options, root: Path) -> tuple[int, int] | None:
     if args.kubelet_version:
         return parse_kubelet_version(args.kubelet_version)
     binary = root / "usr/bin/kubelet"
     if root != Path("/") or not binary.exists():
         return None
+    import subprocess
+
     try:
         completed = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired):
@@ -129,7 +76,7 @@ def _kubelet_version(args: argparse.Namespace, root: Path) -> tuple[int, int] | 
 
 def _settings(
     mode: str,
-    args: argparse.Namespace,
+    args: Options,
     legacy_args: list[str],
     client: ImdsClient,
     root: Path,
@@ -155,7 +102,7 @@ def run(argv: list[str], out: TextIO, err: TextIO) -> int:
 
 def _run(argv: list[str], out: TextIO, err: TextIO, diagnostics: Diagnostics) -> int:
     mode, options, legacy_args = _split_argv(argv)
-    args = build_parser().parse_args(options)
+    args = parse(options, out, err)
     root = Path(args.root).resolve()
     client = ImdsClient(resolve_endpoint(args.imds_endpoint), attempts=max(1, args.imds_retries))
 
@@ -169,6 +116,7 @@ def _run(argv: list[str], out: TextIO, err: TextIO, diagnostics: Diagnostics) ->
         need_vpc_cidrs=plan.needs_vpc_cidrs(settings),
         need_domain=bool(settings.pause_account or settings.pause_version),
     )
+    client.close()  # IMDS is done with: its kept-alive connection is not held while files are written
     options_ = plan.PlanOptions(
         root=root,
         cpus=args.cpus or os.cpu_count() or 1,
@@ -225,13 +173,15 @@ def _reload_sysctls() -> list[str]:
 
 def _report(
     out: TextIO,
-    args: argparse.Namespace,
+    args: Options,
     built: plan.Plan,
     outcomes: list[writer.Outcome],
     started: list[str],
     warnings: list[str],
 ) -> None:
     if args.json:
+        import json
+
         document = {
             "dryRun": args.dry_run,
             "facts": built.facts,
@@ -267,12 +217,14 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
     err = err or sys.stderr
     try:
         return run(list(sys.argv[1:] if argv is None else argv), out, err)
-    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+    except SystemExit as exc:  # --help (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     except BootstrapError as exc:
         print(exc.render(), file=err)
         return exc.exit_code
     except Exception:
+        import traceback
+
         print("error: internal error in the bootstrap agent", file=err)
         traceback.print_exc(file=err)
         return EXIT_INTERNAL

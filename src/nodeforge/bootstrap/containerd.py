@@ -7,13 +7,16 @@ The CRI plugin's name follows the image's config.toml: ``io.containerd.grpc.v1.c
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
-from typing import Any
 
+from nodeforge.bootstrap import tomlr
 from nodeforge.bootstrap.merge import deep_merge, merge_toml
 from nodeforge.bootstrap.model import RegistryCredential, RegistryMirror
 from nodeforge.bootstrap.tomlw import dumps
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 DROPIN_PATH = "/etc/containerd/config.d/00-nodeforge.toml"
 BASE_CONFIG_PATH = "/etc/containerd/config.toml"
@@ -34,8 +37,8 @@ CRI_V3_IMAGES = "io.containerd.cri.v1.images"
 def base_config(root: Path) -> dict[str, Any]:
     """The image's containerd config.toml, or {} when absent or unreadable."""
     try:
-        return tomllib.loads((root / BASE_CONFIG_PATH.lstrip("/")).read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError):
+        return tomlr.loads((root / BASE_CONFIG_PATH.lstrip("/")).read_text(encoding="utf-8"))
+    except (OSError, tomlr.TOMLDecodeError):
         return {}
 
 
@@ -83,7 +86,7 @@ def config_path(base_registry_table: dict[str, Any]) -> str | None:
 
 def credential_host(registry: str) -> str:
     """The host containerd looks credentials up by (Docker Hub is served from registry-1.docker.io)."""
-    return DOCKER_HUB_SERVER.removeprefix("https://") if registry == DOCKER_HUB else registry
+    return DOCKER_HUB_SERVER[len("https://") :] if registry == DOCKER_HUB else registry
 
 
 def registry_section(
@@ -149,7 +152,7 @@ def complete_plugin_sections(text: str, base: dict[str, Any]) -> str:
     Writing the full section (the image's, with the drop-in's keys over it) is right for 1.x and for 2.x (which
     merges sections key by key).
     """
-    document = tomllib.loads(text)
+    document = tomlr.loads(text)
     plugins = document.get("plugins")
     base_plugins = base.get("plugins")
     if not isinstance(plugins, dict) or not isinstance(base_plugins, dict):

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
 
 from nodeforge.bootstrap import runtimespec
 from nodeforge.bootstrap.errors import InvalidInputError
 from nodeforge.bootstrap.tomlw import dumps
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 CRI_V2 = "io.containerd.grpc.v1.cri"
 CRI_V3_IMAGES = "io.containerd.cri.v1.images"
@@ -162,6 +165,6 @@ def user_config(text: str, config_version: int) -> str:
         return text
     if is_version3(text):
         return text
-    import tomllib  # only here: a version 2 config to convert (the model has already parsed it once)
+    from nodeforge.bootstrap import tomlr  # only here: a version 2 config to convert (parsed once by the model)
 
-    return dumps(migrate(tomllib.loads(text)))
+    return dumps(migrate(tomlr.loads(text)))

@@ -10,7 +10,10 @@ matched from kubelet 1.32 on: only ecr-credential-provider 1.32 and later can an
 from __future__ import annotations
 
 import json
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 ROOT = "/etc/eks/image-credential-provider"
 CONFIG_PATH = ROOT + "/config.json"

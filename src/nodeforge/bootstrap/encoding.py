@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
-import gzip
 import re
-import zlib
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _BASE64_TEXT = re.compile(rb"^[A-Za-z0-9+/=\s]+$")
+_BASE64_STRICT = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
+
+
+def b64decode(data: str | bytes) -> bytes:
+    """``base64.b64decode(data, validate=True)`` without the base64 module's import: binascii.Error (a ValueError)
+    for anything but the base64 alphabet with its padding."""
+    raw = data.encode("ascii", "replace") if isinstance(data, str) else data
+    if not _BASE64_STRICT.fullmatch(raw):
+        raise binascii.Error("Non-base64 digit found")
+    return binascii.a2b_base64(raw)
 
 
 def gunzip_if_gzip(data: bytes) -> bytes:
     """Decompress ``data`` when it starts with the gzip magic number."""
     if data[:2] != _GZIP_MAGIC:
         return data
+    import gzip  # gzipped user data only
+    import zlib
+
     try:
         return gzip.decompress(data)
     except (OSError, EOFError, zlib.error) as exc:
@@ -28,7 +38,7 @@ def b64decode_if_base64(data: bytes) -> bytes:
     if len(stripped) < 4 or len(stripped) % 4 or not _BASE64_TEXT.match(data):
         return data
     try:
-        decoded = base64.b64decode(stripped, validate=True)
+        decoded = b64decode(stripped)
     except (binascii.Error, ValueError):
         return data
     if decoded[:2] == _GZIP_MAGIC:

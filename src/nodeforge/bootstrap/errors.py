@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from nodeforge.bootstrap.record import dataclass, field
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1

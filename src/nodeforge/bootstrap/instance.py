@@ -13,11 +13,14 @@ from __future__ import annotations
 import ipaddress
 import re
 import time
-from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from nodeforge.bootstrap.errors import BootstrapError, InvalidInputError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 SYSTEM_ENVIRONMENT_PATH = "/etc/systemd/system.conf.d/environment.conf"
 SERVICE_DROPIN_DIR = "/etc/systemd/system"

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
-from typing import Any
 
 from nodeforge.bootstrap.merge import deep_merge
+from nodeforge.bootstrap.record import dataclass
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 CONFIG_PATH = "/etc/kubernetes/kubelet/config.json"
 DROPIN_PATH = "/etc/kubernetes/kubelet/config.json.d/40-nodeadm.conf"

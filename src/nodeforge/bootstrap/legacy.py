@@ -8,14 +8,17 @@ missing; the agent has no AWS SDK on the node, so both are required here.
 
 from __future__ import annotations
 
-import base64
 import binascii
-from collections.abc import Callable
 from pathlib import Path
 
+from nodeforge.bootstrap.encoding import b64decode
 from nodeforge.bootstrap.errors import Diagnostics
 from nodeforge.bootstrap.model import NodeConfig, NodeSettings
 from nodeforge.bootstrap.shell import ShellSyntaxError, tokenize
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 # flag -> environment variable bootstrap.sh falls back to
 FLAGS: dict[str, str] = {
@@ -97,7 +100,11 @@ def settings_from_args(
     for flag, variable in FLAGS.items():
         if flag not in values and environment.get(variable):
             values[flag] = environment[variable]
-    settings = NodeSettings(node_config=NodeConfig(), dialect="bootstrap.sh")
+    settings = NodeSettings(
+        node_config=NodeConfig(),
+        dialect="bootstrap.sh",
+        field_names={"spec.kubelet.flags": "bootstrap.sh --kubelet-extra-args"},
+    )
     spec = settings.spec
     cluster = spec.cluster
     if not positional:
@@ -120,7 +127,7 @@ def settings_from_args(
     cluster.api_server_endpoint = endpoint
     if ca:
         try:
-            cluster.certificate_authority = base64.b64decode("".join(ca.split()), validate=True)
+            cluster.certificate_authority = b64decode("".join(ca.split()))
         except (binascii.Error, ValueError):
             diagnostics.error("bootstrap.sh --b64-cluster-ca: not base64")
 

@@ -14,11 +14,14 @@ Every command goes through a runner, so the sequence is tested without touching 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from nodeforge.bootstrap.errors import EXIT_SERVICES, BootstrapError
+from nodeforge.bootstrap.record import dataclass, field
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
 
 DEFAULT_MOUNT_DIR = "/mnt/k8s-disks"
 MD_NAME = "kubernetes"

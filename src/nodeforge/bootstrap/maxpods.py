@@ -8,12 +8,14 @@ delegation on Nitro (x16 addresses per slot) and a ceiling of 110 pods up to 30 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
-from nodeforge.bootstrap.celexpr import evaluate
+from nodeforge.bootstrap.record import dataclass
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 DATA_FILE = Path(__file__).resolve().parent / "data" / "instance_limits.json"
 DEFAULT_MAX_PODS = 110  # kubelet's default, nodeadm's fallback for unknown instance types
@@ -72,6 +74,8 @@ def calculator_max_pods(
 
 def expression_max_pods(expression: str, limits: InstanceLimits) -> int:
     """nodeadm's maxPodsExpression (integer CEL subset); raises ValueError when it cannot be evaluated."""
+    from nodeforge.bootstrap.celexpr import evaluate
+
     variables = {"default_enis": limits.enis, "ips_per_eni": limits.ipv4_per_eni, "max_pods": standard_max_pods(limits)}
     return evaluate(expression, variables)
 

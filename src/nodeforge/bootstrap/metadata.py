@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from nodeforge.bootstrap.errors import ImdsError
 from nodeforge.bootstrap.imds import ImdsClient
+from nodeforge.bootstrap.record import dataclass, field
 
 
 @dataclass

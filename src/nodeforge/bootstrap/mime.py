@@ -8,11 +8,11 @@ split here and only header values are parsed with :mod:`email`.
 
 from __future__ import annotations
 
-import base64
 import binascii
-import quopri
 import re
-from dataclasses import dataclass, field
+
+from nodeforge.bootstrap.encoding import b64decode
+from nodeforge.bootstrap.record import dataclass, field
 
 _HEADER_LINE = re.compile(r"^(content-[a-z0-9-]+|mime-version|x-[a-z0-9-]+|merge-type)\s*:", re.IGNORECASE)
 _BOUNDARY = re.compile(r"""boundary\s*=\s*(?:"([^"]+)"|'([^']+)'|([^\s;]+))""", re.IGNORECASE)
@@ -76,10 +76,12 @@ def _decode_body(body: str, encoding: str, where: str) -> bytes:
     encoding = encoding.strip().lower()
     if encoding == "base64":
         try:
-            return base64.b64decode("".join(body.split()), validate=True)
+            return b64decode("".join(body.split()))
         except (binascii.Error, ValueError) as exc:
             raise ValueError(f"{where}: Content-Transfer-Encoding base64 but the body is not base64 ({exc})") from exc
     if encoding == "quoted-printable":
+        import quopri
+
         return quopri.decodestring(body.encode())
     if encoding in ("", "7bit", "8bit", "binary"):
         return body.encode()
@@ -114,8 +116,13 @@ def split_multipart(text: str) -> list[Part]:
         chunks.append(current)
     if not chunks:
         raise ValueError(f"multipart user data has no part delimited by {delimiter!r}")
-    if not closed and not any(part_line.strip() for part_line in chunks[-1]):
-        chunks.pop()  # a trailing empty chunk after the last delimiter, with no closing delimiter
+    if not closed:
+        # EC2 user data is cut at 16 KiB, and templating can drop the tail: a document without its closing
+        # delimiter may have lost parts (or the end of the last one), so nothing of it is applied.
+        raise ValueError(
+            f"multipart user data ends without its closing delimiter {closing!r} after part {len(chunks)}: "
+            "it looks cut off (truncated user data?), so none of it is applied"
+        )
     parts = []
     for number, chunk in enumerate(chunks, start=1):
         part_headers, start = _read_headers(chunk)

@@ -7,18 +7,19 @@ instead of stopping at the first.
 
 from __future__ import annotations
 
-import base64
 import binascii
-import ipaddress
 import re
-import tomllib
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import urlsplit
 
+from nodeforge.bootstrap import tomlr
+from nodeforge.bootstrap.encoding import b64decode
 from nodeforge.bootstrap.errors import Diagnostics
+from nodeforge.bootstrap.record import dataclass, field
 from nodeforge.bootstrap.shell import unquote_flag
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 API_VERSION = "node.eks.aws/v1alpha1"
 KIND = "NodeConfig"
@@ -225,7 +226,7 @@ def parse_node_config(raw: object, diagnostics: Diagnostics, *, strict: bool = F
     ca = read.string(cluster, "certificateAuthority", "spec.cluster")
     if ca:
         try:
-            spec.cluster.certificate_authority = base64.b64decode("".join(ca.split()), validate=True)
+            spec.cluster.certificate_authority = b64decode("".join(ca.split()))
         except (binascii.Error, ValueError):
             diagnostics.error(
                 "spec.cluster.certificateAuthority: must be base64 (the cluster CA bundle, base64-encoded)"
@@ -291,6 +292,8 @@ def _environment(read: _Reader, raw: object) -> dict[str, dict[str, str]]:
 def check_https_url(value: str) -> str | None:
     """None when ``value`` is an http or https URL with a host (nodeadm accepts both: Outposts and local
     clusters serve http), else the reason it is not."""
+    from urllib.parse import urlsplit
+
     try:
         parts = urlsplit(value)
         port = parts.port
@@ -319,6 +322,8 @@ def _renaming(names: dict[str, str], emit: Callable[[str], None]) -> Callable[[s
 
 def validate(settings: NodeSettings, diagnostics: Diagnostics, *, strict: bool = False) -> None:
     """Semantic checks on the merged settings; problems go to ``diagnostics``."""
+    import ipaddress
+
     cluster = settings.spec.cluster
     error = _renaming(settings.field_names, diagnostics.error)
     warn = _renaming(settings.field_names, diagnostics.warn)
@@ -328,8 +333,8 @@ def validate(settings: NodeSettings, diagnostics: Diagnostics, *, strict: bool =
         error(f"spec.cluster.name: {cluster.name!r} is not a valid EKS cluster name")
     if not cluster.api_server_endpoint:
         error("spec.cluster.apiServerEndpoint: required (the cluster's API server URL)")
-    elif (reason := check_https_url(cluster.api_server_endpoint)) is not None:
-        error(f"spec.cluster.apiServerEndpoint: {reason}")
+    elif check_https_url(cluster.api_server_endpoint) is not None:
+        error(f"spec.cluster.apiServerEndpoint: {check_https_url(cluster.api_server_endpoint)}")
     if not cluster.certificate_authority:
         error("spec.cluster.certificateAuthority: required (base64 of the cluster CA bundle)")
     elif b"-----BEGIN CERTIFICATE-----" not in cluster.certificate_authority:
@@ -350,20 +355,20 @@ def validate(settings: NodeSettings, diagnostics: Diagnostics, *, strict: bool =
         except ValueError:
             error(f"clusterDNS[{index}]: {address!r} is not an IP address")
     kubelet = settings.spec.kubelet
-    kubelet.flags = [unquote_flag(flag) for flag in kubelet.flags]
-    for index, flag in enumerate(kubelet.flags):
-        if not flag.startswith("-"):
-            error(f"spec.kubelet.flags[{index}]: {flag!r} is not a flag (must start with --)")
-        elif any(char.isspace() for char in flag):
-            error(f"spec.kubelet.flags[{index}]: {flag!r} contains whitespace, which the kubelet unit cannot pass")
-    if "maxPods" in kubelet.config and (
-        not isinstance(kubelet.config["maxPods"], int) or isinstance(kubelet.config["maxPods"], bool)
-    ):
-        error("spec.kubelet.config.maxPods: must be an integer")
+    if kubelet.flags:
+        from nodeforge.bootstrap.kubeletflags import normalize
+
+        # as the kubelet reads them: --flag value, --flag=value, booleans, repeated map flags merged
+        kubelet.flags = normalize([unquote_flag(flag) for flag in kubelet.flags], "spec.kubelet.flags", error)
+    for flag in kubelet.flags:
+        if any(char.isspace() for char in flag):
+            error(f"spec.kubelet.flags: {flag!r} contains whitespace, which the kubelet unit cannot pass")
+    if kubelet.config:
+        _check_kubelet_config(kubelet.config, error, warn, strict)
     if settings.spec.containerd.config:
         try:
-            tomllib.loads(settings.spec.containerd.config)
-        except tomllib.TOMLDecodeError as exc:
+            tomlr.loads(settings.spec.containerd.config)
+        except tomlr.TOMLDecodeError as exc:
             error(f"spec.containerd.config: not valid TOML ({exc})")
     storage = settings.spec.instance.local_storage
     if storage.strategy and storage.strategy not in LOCAL_STORAGE_STRATEGIES:
@@ -384,3 +389,20 @@ def validate(settings: NodeSettings, diagnostics: Diagnostics, *, strict: bool =
             error(message) if strict else warn(message + "; ignored")
     if settings.max_pods is not None and settings.max_pods <= 0:
         error(f"max-pods: must be a positive integer, not {settings.max_pods}")
+
+
+def _check_kubelet_config(
+    config: dict[str, Any], error: Callable[[str], None], warn: Callable[[str], None], strict: bool
+) -> None:
+    """Every kubelet.config value type-checked against KubeletConfiguration v1beta1 (kubeletschema); a null is
+    dropped with a warning (it sets nothing)."""
+    from nodeforge.bootstrap.kubeletschema import check_kubelet_config
+
+    def unknown(path: str) -> None:
+        message = f"{path}: not a KubeletConfiguration v1beta1 field"
+        error(message) if strict else warn(f"{message}; written as given (the kubelet ignores fields it does not know)")
+
+    check_kubelet_config(config, "spec.kubelet.config", error, unknown)
+    for key in [key for key, value in config.items() if value is None]:
+        warn(f"spec.kubelet.config.{key}: null sets nothing; left out of the kubelet configuration")
+        del config[key]

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from nodeforge.bootstrap import (
     cis,
@@ -18,11 +15,17 @@ from nodeforge.bootstrap import (
     maxpods,
     runtimespec,
 )
-from nodeforge.bootstrap import settings as settings_model
 from nodeforge.bootstrap.errors import BootstrapError, CisError, Diagnostics, InvalidInputError
 from nodeforge.bootstrap.merge import deep_merge
 from nodeforge.bootstrap.metadata import InstanceMetadata
 from nodeforge.bootstrap.model import NodeSettings
+from nodeforge.bootstrap.record import dataclass, field
+from nodeforge.bootstrap.sysctl import SYSCTL_PATH, render_sysctl
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 if TYPE_CHECKING:
     from nodeforge.bootstrap.localdisks import LocalDisks
@@ -175,7 +178,7 @@ def build(settings: NodeSettings, metadata: InstanceMetadata, options: PlanOptio
     flags.extend(user_flags)
 
     effective = cis.apply_flags(deep_merge(config, dropin or {}), flags)
-    broken = cis.violations(effective) + settings_model.sysctl_violations(settings.host.sysctls)
+    broken = cis.violations(effective) + _sysctl_violations(settings.host.sysctls)
     if broken and options.cis_mode == "enforce":
         raise CisError("the kubelet configuration would break CIS settings (use --cis-mode=warn to allow)", broken)
     for violation in broken:
@@ -217,7 +220,7 @@ def build(settings: NodeSettings, metadata: InstanceMetadata, options: PlanOptio
     add(PlannedFile(runtimespec.PATH, runtimespec.render(spec.containerd.base_runtime_spec).encode()))
     plan.files.extend(_hosts_files(settings, options.root, diagnostics))
     plan.files.extend(_nodeadm_host_files(settings, options, diagnostics))
-    add(PlannedFile(settings_model.SYSCTL_PATH, _encode(settings_model.render_sysctl(settings.host.sysctls))))
+    add(PlannedFile(SYSCTL_PATH, _encode(render_sysctl(settings.host.sysctls))))
     storage = spec.instance.local_storage
     if storage.strategy:
         from nodeforge.bootstrap.localdisks import LocalDisks  # only with local disks: off the start-up path
@@ -235,6 +238,15 @@ def build(settings: NodeSettings, metadata: InstanceMetadata, options: PlanOptio
         "providerID": values.provider_id,
     }
     return plan
+
+
+def _sysctl_violations(sysctls: dict[str, str]) -> list[str]:
+    """TOML sysctls the kubelet's protectKernelDefaults would refuse (the settings model only when there are any)."""
+    if not sysctls:
+        return []
+    from nodeforge.bootstrap.settings import sysctl_violations
+
+    return sysctl_violations(sysctls)
 
 
 def _encode(text: str | None) -> bytes | None:

@@ -5,9 +5,12 @@ over it key by key (lists are replaced). The CRI runtime's ``base_runtime_spec``
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from nodeforge.bootstrap.merge import deep_merge
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 PATH = "/etc/containerd/base-runtime-spec.json"
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Sequence
-
 from nodeforge.bootstrap.errors import ServiceError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 SYSTEMCTL = "systemctl"
 
 
 def _run(args: Sequence[str]) -> None:
+    import subprocess  # only when systemd is driven (not with --no-start, --dry-run or --root)
+
     try:
         completed = subprocess.run([SYSTEMCTL, *args], capture_output=True, text=True, timeout=120, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:

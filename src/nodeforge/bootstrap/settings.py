@@ -15,22 +15,25 @@ from __future__ import annotations
 
 import base64
 import binascii
-import difflib
 import json
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import date, datetime, time
-from typing import Any
 from urllib.parse import urlsplit
 
 from nodeforge.bootstrap.errors import Diagnostics
 from nodeforge.bootstrap.model import RegistryCredential, RegistryMirror
+from nodeforge.bootstrap.record import dataclass, field
 
-SYSCTL_PATH = "/etc/sysctl.d/90-nodeforge-settings.conf"
-SYSCTL_HEADER = (
-    "# Written by the nodeforge bootstrap agent from settings.kernel.sysctl; re-run the agent to change it.\n"
-)
+# re-exported: the file this model's settings.kernel.sysctl goes to
+from nodeforge.bootstrap.sysctl import SYSCTL_HEADER as SYSCTL_HEADER
+from nodeforge.bootstrap.sysctl import SYSCTL_PATH as SYSCTL_PATH
+from nodeforge.bootstrap.sysctl import render_sysctl as render_sysctl
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
+
 NOT_APPLIED = "accepted, not applied by this image"
 
 # What the kubelet's protectKernelDefaults (on: a CIS setting) requires of the kernel; it refuses to start otherwise.
@@ -345,13 +348,15 @@ def describe(value: object) -> str:
         return "an array"
     if isinstance(value, dict):
         return "a table"
-    if isinstance(value, datetime | date | time):
+    if isinstance(value, (datetime, date, time)):
         return f"date-time {value.isoformat()}"
     return type(value).__name__
 
 
 def closest(key: str, known: list[str] | Mapping[str, object]) -> str | None:
     """The known key ``key`` is most likely a typo of, if any."""
+    import difflib  # only for an unknown key
+
     matches = difflib.get_close_matches(key, list(known), n=1, cutoff=0.75)
     return matches[0] if matches else None
 
@@ -372,13 +377,6 @@ def sysctl_violations(sysctls: Mapping[str, str]) -> list[str]:
                 f"protectKernelDefaults is on (got {describe(value)})"
             )
     return found
-
-
-def render_sysctl(sysctls: Mapping[str, str]) -> str | None:
-    """The sysctl.d file for ``settings.kernel.sysctl``, or None when there is none."""
-    if not sysctls:
-        return None
-    return SYSCTL_HEADER + "".join(f"{key} = {value.strip()}\n" for key, value in sysctls.items())
 
 
 def parse_settings(document: Mapping[str, Any], diagnostics: Diagnostics) -> Settings:
@@ -425,7 +423,9 @@ class _Parser:
                 hint = closest(key, sorted(known))
                 detail = f"did you mean {key_path(path, hint)}?" if hint else f"known: {', '.join(sorted(known))}"
                 self.error(here, f"unknown key; {detail}")
-            elif (text := self.typed(here, value, "string")) is not _INVALID:
+                continue
+            text = self.typed(here, value, "string")
+            if text is not _INVALID:
                 result[key] = text
         return result
 
@@ -435,7 +435,9 @@ class _Parser:
         for key, value in raw.items():
             if key not in keys:
                 self.unknown(path, key, keys)
-            elif (typed := self.typed(key_path(path, key), value, keys[key].kind)) is not _INVALID:
+                continue
+            typed = self.typed(key_path(path, key), value, keys[key].kind)
+            if typed is not _INVALID:
                 good[key] = typed
         return good
 
@@ -587,15 +589,16 @@ class _Parser:
             here = key_path(path, key)
             if self.typed(here, values, "string-or-strings") is _INVALID:
                 continue
-            if (problem := _label_key_problem(key)) is not None:
+            problem = _label_key_problem(key)
+            if problem is not None:
                 self.error(here, problem)
                 continue
             for entry in [values] if isinstance(values, str) else values:
                 value, _, effect = entry.rpartition(":")
                 if effect not in TAINT_EFFECTS:
                     self.error(here, f"{entry!r} must end in :{', :'.join(TAINT_EFFECTS)}")
-                elif (problem := _label_value_problem(value)) is not None:
-                    self.error(here, f"{entry!r}: {problem}")
+                elif _label_value_problem(value) is not None:
+                    self.error(here, f"{entry!r}: {_label_value_problem(value)}")
                 else:
                     taints.setdefault(key, []).append(entry)
         return taints
@@ -650,12 +653,14 @@ class _Parser:
             elif given is None or given == []:
                 self.error(key_path(path, key), "required")
                 ok = False
-        if registry is not None and (problem := _registry_problem(registry)) is not None:
+        problem = None if registry is None else _registry_problem(registry)
+        if problem is not None:
             self.error(key_path(path, "registry"), problem)
             ok = False
         for index, endpoint in enumerate(endpoints or []):
-            if (problem := _endpoint_problem(endpoint)) is not None:
-                self.error(f"{key_path(path, 'endpoint')}[{index}]", problem)
+            endpoint_problem = _endpoint_problem(endpoint)
+            if endpoint_problem is not None:
+                self.error(f"{key_path(path, 'endpoint')}[{index}]", endpoint_problem)
                 ok = False
         return RegistryMirror(registry, list(endpoints)) if ok and registry and endpoints else None
 
@@ -669,7 +674,8 @@ class _Parser:
             if "registry" not in entry or entry["registry"] == "":
                 self.error(key_path(path, "registry"), "required")
             return
-        if (problem := _registry_problem(registry)) is not None or registry == "*":
+        problem = _registry_problem(registry)
+        if problem is not None or registry == "*":
             self.error(key_path(path, "registry"), problem or "must name one registry")
             return
         credential = RegistryCredential(
@@ -704,7 +710,7 @@ class _Parser:
             problem = _sysctl_key_problem(key)
             if problem is not None:
                 self.error(here, problem)
-            elif isinstance(value, int | float) and not isinstance(value, bool):
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
                 self.error(here, f"must be a string (got {describe(value)}; write {json.dumps(str(value))})")
             elif self.typed(here, value, "string") is _INVALID:
                 continue

@@ -8,18 +8,20 @@ made up offline (:func:`offline_metadata`) in place of the ones IMDS gives on a 
 from __future__ import annotations
 
 import re
-import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from nodeforge.bootstrap import maxpods, plan, writer
+from nodeforge.bootstrap import maxpods, plan, tomlr, writer
 from nodeforge.bootstrap.bottlerocket import node_settings
 from nodeforge.bootstrap.encoding import to_text, unwrap
 from nodeforge.bootstrap.errors import BootstrapError, CisError, Diagnostics
 from nodeforge.bootstrap.metadata import InstanceMetadata
 from nodeforge.bootstrap.model import NodeSettings, validate
+from nodeforge.bootstrap.record import dataclass, field
 from nodeforge.bootstrap.settings import Settings, parse_settings
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_INSTANCE_TYPE = "m5.large"
 DEFAULT_REGION = "us-east-1"
@@ -70,8 +72,8 @@ def load(path: Path) -> dict[str, Any]:
     except ValueError as exc:
         raise SettingsFileError(str(exc)) from exc
     try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+        return tomlr.loads(text)
+    except tomlr.TOMLDecodeError as exc:
         raise SettingsFileError(f"{path}: not valid TOML ({exc})") from exc
 
 

@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
-from nodeforge.bootstrap import legacy
-from nodeforge.bootstrap.bottlerocket import settings_from_toml
+from nodeforge.bootstrap import legacy, tomlr
 from nodeforge.bootstrap.encoding import to_text, unwrap
 from nodeforge.bootstrap.errors import Diagnostics, InvalidInputError
 from nodeforge.bootstrap.merge import merge_node_configs
 from nodeforge.bootstrap.mime import looks_like_mime, split_multipart
 from nodeforge.bootstrap.model import API_VERSION, KIND, NodeSettings, parse_node_config
+from nodeforge.bootstrap.record import dataclass, field
 from nodeforge.bootstrap.shell import BootstrapCall, ShellSyntaxError, find_bootstrap_calls
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 NODECONFIG_MEDIA_TYPE = "application/node.eks.aws"
 _SHELL_TYPES = frozenset({"text/x-shellscript", "text/x-shellscript-per-boot", "text/x-shellscript-per-instance"})
@@ -62,8 +63,8 @@ def _node_config_documents(text: str, where: str, diagnostics: Diagnostics) -> l
         containerd = (document.get("spec") or {}).get("containerd") if isinstance(document.get("spec"), dict) else None
         if isinstance(containerd, dict) and isinstance(containerd.get("config"), str):
             try:
-                tomllib.loads(containerd["config"])
-            except tomllib.TOMLDecodeError as exc:
+                tomlr.loads(containerd["config"])
+            except tomlr.TOMLDecodeError as exc:
                 diagnostics.error(f"{label}: spec.containerd.config: not valid TOML ({exc})")
                 continue
         if api_version == API_VERSION and kind == KIND:
@@ -99,8 +100,8 @@ def _scan_text(text: str, where: str, found: Found, diagnostics: Diagnostics) ->
         diagnostics.warn(f"{where}: cloud-config is left for cloud-init")
     elif _TOML_START.search(text):
         try:
-            found.toml.append((where, tomllib.loads(text)))
-        except tomllib.TOMLDecodeError as exc:
+            found.toml.append((where, tomlr.loads(text)))
+        except tomlr.TOMLDecodeError as exc:
             diagnostics.error(f"{where}: not valid TOML ({exc})")
     else:
         found.node_configs.extend((where, doc) for doc in _node_config_documents(text, where, diagnostics))
@@ -164,14 +165,25 @@ def settings_from_found(
         diagnostics.error(f"the user data calls bootstrap.sh more than once ({lines})")
     diagnostics.raise_if_errors("invalid user data")
     if found.node_configs:
-        merged = merge_node_configs([document for _, document in found.node_configs])
+        merged = merge_node_configs(
+            [document for _, document in found.node_configs],
+            [where for where, _ in found.node_configs],
+            diagnostics.warn,
+        )
         return NodeSettings(node_config=parse_node_config(merged, diagnostics, strict=strict), dialect="nodeconfig")
     if found.calls:
         where, call = found.calls[0]
-        for reason in dict.fromkeys(call.unresolved):
+        for reason in dict.fromkeys(call.unresolved):  # an argument would be missing or wrong: refuse the call
+            diagnostics.error(
+                f"{where} line {call.line}: the bootstrap.sh call cannot be read statically: {reason} "
+                "(write the value itself, or use NodeConfig user data)"
+            )
+        for reason in dict.fromkeys(call.unset):
             diagnostics.warn(f"{where} line {call.line}: {reason}")
         return legacy.settings_from_args(call.args, call.environment, diagnostics, read_file)
     if found.toml:
+        from nodeforge.bootstrap.bottlerocket import settings_from_toml
+
         return settings_from_toml(found.toml[0][1], diagnostics)
     raise InvalidInputError(
         "no node configuration in the user data",

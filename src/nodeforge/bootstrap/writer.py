@@ -7,15 +7,13 @@ were (and the directories created for them removed), so a failed run leaves no p
 
 from __future__ import annotations
 
-import difflib
 import os
 import stat
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from nodeforge.bootstrap.errors import WriteError
 from nodeforge.bootstrap.plan import PlannedFile
+from nodeforge.bootstrap.record import dataclass
 
 # Directories the agent may have to create, and their modes (others get 0755).
 DIRECTORY_MODES = {"/var/lib/kubelet": 0o700, "/etc/kubernetes/pki": 0o755}
@@ -38,6 +36,14 @@ class _Before:
     created_dirs: list[Path]
 
 
+def _unlink(path: Path) -> None:
+    """``path.unlink(missing_ok=True)``, which Python 3.7 lacks."""
+    try:  # noqa: SIM105 - contextlib is not otherwise imported
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
 def _target(root: Path, path: str) -> Path:
     return root / path.lstrip("/")
 
@@ -57,6 +63,8 @@ def _status(root: Path, planned: PlannedFile) -> str:
 
 
 def _diff(root: Path, planned: PlannedFile) -> str:
+    import difflib  # --dry-run only
+
     target = _target(root, planned.path)
     try:
         before = target.read_bytes().decode("utf-8", "replace").splitlines(keepends=True)
@@ -92,11 +100,23 @@ def _make_dirs(root: Path, directory: Path, created: list[Path] | None = None) -
         path.chmod(mode)  # mkdir's mode is filtered by the umask
 
 
+def _temporary(target: Path) -> tuple[int, str]:
+    """A new file next to ``target`` (mode 0600, opened for writing) and its path; tempfile's job, without tempfile's
+    import (random, shutil ...), which costs more than the rest of the write."""
+    for attempt in range(100):
+        path = target.parent / f".{target.name}.{os.getpid()}.{attempt}.tmp"
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600), str(path)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name next to {target}")
+
+
 def _write(root: Path, planned: PlannedFile, created: list[Path] | None = None) -> None:
     target = _target(root, planned.path)
     assert planned.content is not None
     _make_dirs(root, target.parent, created)
-    descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    descriptor, temporary = _temporary(target)
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(planned.content)
@@ -107,7 +127,7 @@ def _write(root: Path, planned: PlannedFile, created: list[Path] | None = None) 
             os.fsync(handle.fileno())
         Path(temporary).replace(target)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        _unlink(Path(temporary))
         raise
     directory = os.open(target.parent, os.O_RDONLY)
     try:
@@ -129,7 +149,7 @@ def _undo(root: Path, changed: list[_Before]) -> None:
     for before in reversed(changed):
         try:
             if before.content is None:
-                _target(root, before.path).unlink(missing_ok=True)
+                _unlink(_target(root, before.path))
             else:
                 _write(root, PlannedFile(before.path, before.content, before.mode))
             for directory in reversed(before.created_dirs):

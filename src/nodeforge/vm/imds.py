@@ -94,6 +94,9 @@ def _listing(tree: dict[str, str], folder: str) -> bytes | None:
 
 def _handler(state: FakeImds) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as IMDS: the agent sends every request of a run on one connection
+        disable_nagle_algorithm = True  # headers and body go in two writes: no 40 ms delayed-ACK stall between them
+
         def log_message(self, format: str, *args: object) -> None:
             pass
 

@@ -3,10 +3,16 @@ reliably when several test folders have one)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+import pytest
 
 INPUTS = Path(__file__).parent / "inputs"
 GOLDEN = Path(__file__).parent / "golden"
+# The agent's tests also run under the old CPythons a node may have (tests/unit/test_agent_pythons.py); tests of
+# the tooling side (the 3.11 venv, the generators in scripts/) are skipped there.
+TOOLING_ONLY = pytest.mark.skipif(sys.version_info < (3, 11), reason="tooling side: runs under Python 3.11 only")
 
 
 def snapshot(root: Path) -> str:

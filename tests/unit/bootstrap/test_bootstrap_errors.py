@@ -158,3 +158,24 @@ def test_missing_metadata_is_an_imds_error(agent):
     assert result.code == EXIT_IMDS
     assert "placement/availability-zone" in result.err
     assert list(agent.root.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--bogus"], "unrecognized argument: --bogus"),
+        (["--imds-retries", "x"], "argument --imds-retries: invalid int value: 'x'"),
+        (["--cis-mode=maybe"], "argument --cis-mode: invalid choice: 'maybe'"),
+        (["--root"], "argument --root: expected one argument"),
+        (["--dry-run=yes"], "argument --dry-run: ignored explicit argument 'yes'"),
+    ],
+)
+def test_command_line_errors_are_usage_errors(args, message):
+    import io
+
+    from nodeforge.bootstrap.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    assert main(args, out=out, err=err) == 2
+    assert message in err.getvalue() and err.getvalue().startswith("usage: ")
+    assert main(["--help"], out=out, err=err) == 0 and "--kubeconfig-auth" in out.getvalue()

@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
+from bootstrap_helpers import TOOLING_ONLY
 
 import nodeforge.bootstrap
 
@@ -26,8 +28,9 @@ def imported_modules(path: Path) -> set[str]:
     return names
 
 
+@TOOLING_ONLY  # sys.stdlib_module_names: 3.10+
 def test_only_stdlib_yaml_and_the_package_itself():
-    allowed = set(sys.stdlib_module_names) | {"yaml"}
+    allowed = set(sys.stdlib_module_names) | {"yaml", "tomli"}  # tomli: tomllib on Python < 3.11 (tomlr.py)
     offenders = {}
     for path in sorted(PACKAGE.rglob("*.py")):
         for name in imported_modules(path):
@@ -85,3 +88,66 @@ def test_module_entry_point_as_subprocess(tmp_path):
     assert report["facts"]["maxPods"] == 58
     assert {f["path"]: f["action"] for f in report["files"]}["/etc/kubernetes/kubelet/config.json"] == "created"
     assert report["services"] == []  # --root is not /: systemd is left alone
+
+
+@TOOLING_ONLY
+def test_tomli_pinned_alike_in_the_agent_the_role_and_the_test_venvs():
+    """tomllib's stand-in on python3 < 3.11: one version in the agent's error message, the role and the venvs."""
+    from nodeforge.bootstrap.tomlr import TOMLI_VERSION
+
+    repo = SRC.parent
+    role_vars = yaml.safe_load((repo / "roles/bootstrap_agent/vars/main.yml").read_text(encoding="utf-8"))
+    assert role_vars["bootstrap_agent_tomli_version"] == TOMLI_VERSION
+    assert f"tomli=={TOMLI_VERSION}" in (repo / "requirements-agent.txt").read_text(encoding="utf-8").split()
+    assert role_vars["bootstrap_agent_python_min"] == "3.7"
+
+
+def test_toml_without_tomllib_or_tomli_is_refused_with_what_to_install(agent, monkeypatch):
+    """A python3 older than 3.11 without tomli: TOML user data is refused naming tomli, nothing is written."""
+    from bootstrap_helpers import INPUTS
+
+    from nodeforge.bootstrap import tomlr
+
+    monkeypatch.setattr(tomlr, "_parser", None)
+    monkeypatch.setitem(sys.modules, "tomllib", None)  # import fails as on Python < 3.11
+    monkeypatch.setitem(sys.modules, "tomli", None)
+    result = agent.run(user_data=(INPUTS / "karpenter-bottlerocket.toml").read_bytes())
+    assert result.code == 1, result.err
+    assert "has no tomllib (Python 3.11+) and the tomli package is not installed" in result.err
+    assert f"tomli=={tomlr.TOMLI_VERSION}" in result.err
+    assert list(agent.root.iterdir()) == []
+
+
+HEAVY = {"argparse", "urllib.request", "http.client", "ssl", "email", "difflib", "dataclasses", "inspect",
+         "subprocess", "tempfile", "tomllib", "tomli", "yaml", "typing", "socket", "traceback"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "allowed"),
+    [
+        ("eksctl-al2.sh", set()),  # bootstrap.sh dialect: no YAML, no TOML
+        ("karpenter-al2023.mime", {"yaml"}),  # NodeConfig YAML: PyYAML only
+    ],
+)
+def test_a_run_imports_only_what_its_input_needs(tmp_path, name, allowed):
+    """Start-up time: a whole run (IMDS, user data, plan, write) loads none of the heavy modules it does not need."""
+    from bootstrap_helpers import INPUTS
+    from nodeforge.vm.imds import FakeImdsServer
+
+    code = (
+        "import sys; from nodeforge.bootstrap.cli import main; code = main(sys.argv[1:]); "
+        "print(' '.join(sorted(sys.modules)), file=sys.stderr); sys.exit(code)"
+    )
+    path = os.pathsep.join([str(SRC), str(Path(yaml.__file__).parents[1])])  # -S: no site-packages but these
+    with FakeImdsServer() as state:
+        state.user_data = (INPUTS / name).read_bytes()
+        completed = subprocess.run(
+            [sys.executable, "-S", "-c", code, "--root", str(tmp_path), "--imds-endpoint", state.endpoint,
+             "--cpus", "2", "--kubelet-version", "1.31", "--no-start"],
+            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": path},
+            check=False,
+        )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    loaded = set(completed.stderr.strip().splitlines()[-1].split())
+    assert (HEAVY - allowed) & loaded == set()
+    assert allowed <= loaded

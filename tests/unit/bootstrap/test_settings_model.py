@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import pytest
 from bootstrap_helpers import INPUTS, snapshot
 
 from nodeforge.bootstrap import cli as agent_cli
-from nodeforge.bootstrap import containerd
+from nodeforge.bootstrap import containerd, tomlr
 from nodeforge.bootstrap.bottlerocket import settings_from_toml
 from nodeforge.bootstrap.errors import EXIT_CIS, EXIT_INVALID, EXIT_OK, EXIT_WRITE, Diagnostics
 from nodeforge.bootstrap.model import RegistryMirror, validate
@@ -43,7 +42,7 @@ CONTAINERD_DROPIN = "etc/containerd/config.d/00-nodeforge.toml"
 
 def parse(text: str) -> tuple[Settings, Diagnostics]:
     diagnostics = Diagnostics()
-    return parse_settings(tomllib.loads(text), diagnostics), diagnostics
+    return parse_settings(tomlr.loads(text), diagnostics), diagnostics
 
 
 def errors_of(text: str) -> list[str]:
@@ -175,7 +174,7 @@ def test_kubelet_fields_take_the_kubelets_shape():
     assert kubelet["cpuManagerPolicyOptions"] == {"full-pcpus-only": "true"}
     assert kubelet["reservedMemory"] == [{"numaNode": 0, "limits": {"memory": "1Gi"}}]
     assert kubelet["imageGCHighThresholdPercent"] == 85
-    document = tomllib.loads(CLUSTER + "log-level = 4\nkube-api-qps = '10'\nhostname-override-source = 'instance-id'\n")
+    document = tomlr.loads(CLUSTER + "log-level = 4\nkube-api-qps = '10'\nhostname-override-source = 'instance-id'\n")
     node = settings_from_toml(document, Diagnostics())
     assert node.spec.kubelet.config == {"logging": {"verbosity": 4}, "kubeAPIQPS": 10}
     assert node.spec.feature_gates == {"InstanceIdNodeName": True}
@@ -187,7 +186,7 @@ def test_kubelet_fields_take_the_kubelets_shape():
 @pytest.mark.parametrize("name", REAL_WORLD)
 def test_real_world_documents_parse_without_errors(name):
     diagnostics = Diagnostics()
-    node = settings_from_toml(tomllib.loads((INPUTS / name).read_text()), diagnostics)
+    node = settings_from_toml(tomlr.loads((INPUTS / name).read_text()), diagnostics)
     validate(node, diagnostics)
     assert diagnostics.errors == []
     assert node.spec.cluster.api_server_endpoint == ENDPOINT
@@ -313,7 +312,7 @@ def test_every_error_is_collected_not_just_the_first():
 def test_cluster_fields_are_named_as_settings_by_validation():
     diagnostics = Diagnostics()
     node = settings_from_toml(
-        tomllib.loads("[settings.kubernetes]\napi-server = 'ftp://x'\ncluster-dns-ip = ['10.0.0.300']\n"), diagnostics
+        tomlr.loads("[settings.kubernetes]\napi-server = 'ftp://x'\ncluster-dns-ip = ['10.0.0.300']\n"), diagnostics
     )
     validate(node, diagnostics)
     assert "settings.kubernetes.cluster-name: required (the EKS cluster name)" in diagnostics.errors
@@ -324,7 +323,7 @@ def test_cluster_fields_are_named_as_settings_by_validation():
 
 def test_missing_kubernetes_table():
     diagnostics = Diagnostics()
-    validate(settings_from_toml(tomllib.loads("[settings.ntp]\ntime-servers = []\n"), diagnostics), diagnostics)
+    validate(settings_from_toml(tomlr.loads("[settings.ntp]\ntime-servers = []\n"), diagnostics), diagnostics)
     assert [error.split(":")[0] for error in diagnostics.errors] == [
         "settings.kubernetes.cluster-name",
         "settings.kubernetes.api-server",
@@ -422,12 +421,12 @@ def write_base_config(root: Path, text: str) -> None:
 
 
 def dropin(root: Path) -> dict[str, Any]:
-    return tomllib.loads((root / CONTAINERD_DROPIN).read_text())
+    return tomlr.loads((root / CONTAINERD_DROPIN).read_text())
 
 
 def test_mirrors_render_hosts_toml(agent):
     assert agent.run(user_data=MIRRORS).code == EXIT_OK
-    docker = tomllib.loads((agent.root / "etc/containerd/certs.d/docker.io/hosts.toml").read_text())
+    docker = tomlr.loads((agent.root / "etc/containerd/certs.d/docker.io/hosts.toml").read_text())
     assert docker == {
         "server": "https://registry-1.docker.io",
         "host": {
@@ -436,7 +435,7 @@ def test_mirrors_render_hosts_toml(agent):
         },
     }
     assert list(docker["host"]) == ["https://m1.example.com", "https://m2.example.com:8443"]  # order kept
-    default = tomllib.loads((agent.root / "etc/containerd/certs.d/_default/hosts.toml").read_text())
+    default = tomlr.loads((agent.root / "etc/containerd/certs.d/_default/hosts.toml").read_text())
     assert default == {"host": {"http://cache.local:5000": {"capabilities": ["pull", "resolve"]}}}
 
 
@@ -464,7 +463,7 @@ def test_mirrors_point_containerd_at_certs_d(agent, base, plugin, version):
     assert set(document["plugins"]) == {plugin} | ({"io.containerd.cri.v1.runtime"} if version == 3 else set())
     assert document["plugins"][plugin]["registry"]["config_path"] == expected
     # the rest of the image's section is carried along (containerd 1.x replaces imported sections whole)
-    base_section = tomllib.loads(base or "").get("plugins", {}).get(plugin, {})
+    base_section = tomlr.loads(base or "").get("plugins", {}).get(plugin, {})
     for key, value in base_section.items():
         if key != "registry":
             assert document["plugins"][plugin][key] == value
@@ -483,7 +482,7 @@ def test_no_config_path_when_the_image_already_reads_certs_d(agent, base):
     write_base_config(agent.root, base)
     assert agent.run(user_data=MIRRORS).code == EXIT_OK
     plugins = dropin(agent.root)["plugins"]
-    assert all("registry" not in section or section["registry"] == tomllib.loads(base)["plugins"][name]["registry"]
+    assert all("registry" not in section or section["registry"] == tomlr.loads(base)["plugins"][name]["registry"]
                for name, section in plugins.items())  # fmt: skip
     assert (agent.root / "etc/containerd/certs.d/docker.io/hosts.toml").exists()
 
@@ -585,7 +584,7 @@ def test_containerd_dropin_merges_sections_user_config_last():
         containerd.registry_section(2, "/etc/containerd/certs.d", []),
     )
     assert text is not None
-    assert tomllib.loads(text)["plugins"]["io.containerd.grpc.v1.cri"] == {
+    assert tomlr.loads(text)["plugins"]["io.containerd.grpc.v1.cri"] == {
         "sandbox_image": "pause:1",
         "registry": {"config_path": "/mine"},
     }
