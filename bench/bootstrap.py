@@ -30,9 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 INPUTS = REPO / "tests" / "unit" / "bootstrap" / "inputs"
 sys.path.insert(0, str(REPO / "src"))
 
-from nodeforge.vm.imds import FakeImdsServer  # noqa: E402
-
 from nodeforge.bootstrap.cli import main  # noqa: E402
+from nodeforge.vm.imds import FakeImdsServer  # noqa: E402
 
 DIALECTS = {
     "bootstrap.sh (eksctl AL2 shell script)": "eksctl-al2.sh",

@@ -132,6 +132,7 @@ HEAVY = {"argparse", "urllib.request", "http.client", "ssl", "email", "difflib",
 def test_a_run_imports_only_what_its_input_needs(tmp_path, name, allowed):
     """Start-up time: a whole run (IMDS, user data, plan, write) loads none of the heavy modules it does not need."""
     from bootstrap_helpers import INPUTS
+
     from nodeforge.vm.imds import FakeImdsServer
 
     code = (
