@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from nodeforge.catalog import synthetic
+from nodeforge.catalog.schema import LATEST
 from nodeforge.catalog.store import ENV_TEST_PAUSE, TEST_PAUSE_MARKER
 
 CLI = [sys.executable, "-m", "nodeforge.catalog"]
@@ -122,7 +123,7 @@ def test_two_writers_at_once_lose_nothing(tmp_path: Path) -> None:
         assert stderr.count(TEST_PAUSE_MARKER) == 4
 
     state = snapshot(db)
-    assert state["schema_version"] == [(1,)]
+    assert state["schema_version"] == [(LATEST,)]
     assert len(state["images"]) == 800
     assert len(state["events"]) == 800
     assert len({row[0] for row in state["images"]}) == 800

@@ -163,7 +163,7 @@ def test_local_bake_manifest_with_defaults(db: Path, tmp_path: Path) -> None:
         (("latest", "--os", "al2023", "--region", "us-east-1"), 2, "--kubernetes-version is required"),
         (("show", "ami-0000000000000000f"), 3, "no image matches 'ami-0000000000000000f'"),
         (("promote", E1, "--reason", "x", "--to", "Prod!"), 2, "channel 'Prod!'"),
-        (("demote", E1, "--reason", "x"), 2, "bottom of candidate → stable"),
+        (("list", "--region", "us-east-7"), 2, "did you mean us-east-2, us-east-1 or us-west-2?"),
         (("retire", E1, "--region", "eu-west-1", "--yes"), 2, "has no copy there"),
         (("deprecate", E1, "--at", "soon", "--catalog-only"), 2, "--at 'soon'"),
         (("ingest", "nope.json"), 2, "nope.json: no such file"),
