@@ -98,7 +98,7 @@ def bench_sqlite(size: int, work: Path, queries: int) -> dict[str, Any]:
     }
 
 
-def bench_processes(db: Path, runs: int) -> dict[str, Any]:
+def bench_processes(db: Path, runs: int, module: str = "nodeforge") -> dict[str, Any]:
     """Each read command as a process (`python -m nodeforge catalog ...`, the console script's path) against
     `python -c pass`, interleaved in one loop so that machine load hits both alike; medians and their ratio."""
     with Catalog.open(db, create=False) as catalog:
@@ -128,7 +128,8 @@ def bench_processes(db: Path, runs: int) -> dict[str, Any]:
     env = {**os.environ, "NODEFORGE_CATALOG": str(db)}
     for _ in range(runs):
         for name, argv in (("python -c pass", base), *commands.items()):
-            cmd = argv if name == "python -c pass" else [sys.executable, "-m", "nodeforge", "catalog", *argv]
+            prefix = ["catalog"] if module == "nodeforge" else []  # --module nodeforge.catalog: the app on its own
+            cmd = argv if name == "python -c pass" else [sys.executable, "-m", module, *prefix, *argv]
             started = time.perf_counter()
             done = subprocess.run(cmd, env=env, capture_output=True, check=False)
             samples[name].append((time.perf_counter() - started) * 1000)
@@ -205,6 +206,7 @@ def main() -> None:
     parser.add_argument("--no-moto", action="store_true", help="skip the moto comparison")
     parser.add_argument("--no-process", action="store_true", help="skip the read commands as processes")
     parser.add_argument("--process-runs", type=int, default=15, help="runs of each read command as a process")
+    parser.add_argument("--module", default="nodeforge", help="python -m MODULE [catalog] ... for the process runs")
     args = parser.parse_args()
     figures: dict[str, Any] = {"sqlite": []}
     with tempfile.TemporaryDirectory(prefix="nodeforge-bench-") as tmp:
@@ -214,7 +216,7 @@ def main() -> None:
             print(json.dumps(figures["sqlite"][-1]), flush=True)
         if not args.no_process:
             largest = max(int(s) for s in args.sizes.split(","))
-            figures["processes"] = bench_processes(work / f"catalog-{largest}.db", args.process_runs)
+            figures["processes"] = bench_processes(work / f"catalog-{largest}.db", args.process_runs, args.module)
             print(json.dumps(figures["processes"]), flush=True)
         if not args.no_moto:
             figures["moto"] = bench_moto(args.moto_images, work, args.moto_runs)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
@@ -148,27 +148,75 @@ def _progress(description: str, total: int) -> Iterator[Callable[[str], None]]:
 # -- commands ----------------------------------------------------------------------------------------------
 
 
+AWS_CONFIG_ENV = ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_ROLE_ARN")
+
+
+def aws_configured(endpoint_url: str | None) -> bool:
+    """The AWS backend counts as configured with --endpoint-url or boto3's usual environment variables."""
+    import os
+
+    return bool(endpoint_url) or any(os.environ.get(name) for name in AWS_CONFIG_ENV)
+
+
 @app.command("ingest")
 @command
 def ingest_cmd(
-    manifests: Annotated[list[Path], typer.Argument(help="Packer manifest.json files (all or nothing)")],
-    default: Annotated[
+    manifests: Annotated[list[Path], typer.Argument(help="Packer manifest.json files")],
+    rule: Annotated[
         list[str] | None,
-        typer.Option("--default", help="KEY=VALUE for a custom_data key builds lack, e.g. os=debian12; repeatable"),
+        typer.Option(
+            "--rule",
+            help="Facts for builds that lack them: build=GLOB:KEY=VALUE[,...] (Packer build name) or "
+            "ami=GLOB:KEY=VALUE[,...] (AMI name), e.g. 'ami=eks-node-al2023-arm64-1.31-*:os=al2023'; repeatable",
+        ),
     ] = None,
+    ec2: Annotated[
+        bool | None,
+        typer.Option(
+            "--ec2/--no-ec2",
+            help="Ask EC2 DescribeImages what builds lack (default: when AWS is configured: --endpoint-url, "
+            "AWS_PROFILE, AWS_ACCESS_KEY_ID, ...)",
+            show_default=False,
+        ),
+    ] = None,
+    default: Annotated[list[str] | None, typer.Option("--default", hidden=True)] = None,
     last_run_only: Annotated[bool, typer.Option(help="Only the builds of the manifest's last_run_uuid")] = False,
+    endpoint_url: EndpointOpt = None,
     db: DbOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
-    """Record every build of Packer manifests. Idempotent: a manifest ingested again adds nothing."""
-    defaults = _pairs(default, "--default")
+    """Record every amazon-ebs / docker build of Packer manifests (other builders are skipped, with a note).
+    Idempotent: a manifest ingested again adds nothing."""
+    from nodeforge.catalog.manifest import parse_rule
+
+    if default:
+        pairs = _pairs(default, "--default")
+        spec = ",".join(f"{k}={v}" for k, v in pairs.items())
+        raise InputError(
+            f"--default applied one value to every build (an x86_64 and an arm64 build cannot share one): pass "
+            f"--rule 'build=NAME:{spec}' per build, or --rule 'build=*:{spec}' if every build really shares it"
+        )
+    rules = [parse_rule(spec) for spec in rule or []]
+    facts = None
+    if ec2 or (ec2 is None and aws_configured(endpoint_url)):
+        from nodeforge.catalog.facts import ec2_facts
+
+        aws = AwsContext(endpoint_url=endpoint_url)
+
+        def facts(pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], dict[str, str]]:
+            return ec2_facts(aws, pairs)
+
     images: list[Image] = []
+    notes: list[str] = []
     for path in manifests:
-        images.extend(read_manifest(path, defaults=defaults, last_run_only=last_run_only))
+        images.extend(read_manifest(path, rules=rules, facts=facts, last_run_only=last_run_only, notes=notes))
     with Catalog.open(db) as catalog:
         result = catalog.ingest(images, source=", ".join(str(p) for p in manifests))
+    for note in notes:
+        err.print(f"[dim]note:[/dim] {escape(note)}")
     if output is Output.json:
-        render.emit_json({"manifests": [str(p) for p in manifests], "builds": len(images), **result.to_dict()})
+        document = {"manifests": [str(p) for p in manifests], "builds": len(images), **result.to_dict()}
+        render.emit_json({**document, "notes": notes})
         return
     out.print(
         f"ingested {len(images)} build(s) from {len(manifests)} manifest(s): {len(result.new)} new, "
