@@ -544,6 +544,48 @@ def discover_cmd(
 _catalog_regions = reads.catalog_regions
 
 
+@app.command("import-eks")
+@command
+def import_eks_cmd(
+    kubernetes_version: Annotated[
+        list[str], typer.Option("--kubernetes-version", "-k", help="Kubernetes minor, e.g. 1.31; repeatable")
+    ],
+    region: RegionsOpt = None,
+    channel: Annotated[str, typer.Option("--channel", help="Channel the AWS images go in")] = "eks-optimized",
+    endpoint_url: EndpointOpt = None,
+    db: DbOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Import the EKS optimized AMIs (amazon-eks-ami, SSM /aws/service/eks/optimized-ami/...) beside ours, so
+    `latest --channel eks-optimized` and `diff` compare our image with AWS's."""
+    from nodeforge.catalog.eks import import_region
+
+    for version in kubernetes_version:
+        _version(version)
+    with Catalog.open(db) as catalog:
+        regions = check_regions(region) if region else _catalog_regions(catalog)
+        if not regions:
+            raise InputError("--region: the catalog knows no AWS region yet; name at least one")
+        aws = AwsContext(endpoint_url=endpoint_url)
+        reports = []
+        with _progress("import-eks", len(regions)) as advance:
+            for name in regions:
+                reports.append(import_region(catalog, aws, name, kubernetes_version, channel=channel))
+                advance(name)
+    if output is Output.json:
+        render.emit_json({"channel": channel, "regions": [r.to_dict() for r in reports]})
+        return
+    rows = [(r.region, len(r.found), len(r.new), len(r.updated), len(r.unchanged), len(r.skipped)) for r in reports]
+    render.emit(
+        render.rows_table(
+            f"import-eks → {channel}", ("region", "found", "new", "updated", "unchanged", "skipped"), rows
+        )
+    )
+    for report in reports:
+        for reason in report.skipped:
+            err.print(f"[yellow]skipped:[/yellow] {escape(reason)}")
+
+
 @app.command("export")
 @command
 def export_cmd(

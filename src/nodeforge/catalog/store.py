@@ -521,8 +521,10 @@ class Catalog:
             ),
         )
 
-    def add_discovered(self, images: Iterable[Image]) -> tuple[IngestResult, list[str]]:
-        """Record images rebuilt from EC2 tags (same rules as ingest); a conflicting one is skipped, with why."""
+    def add_discovered(
+        self, images: Iterable[Image], *, action: str = "discovered", source: str = "ec2"
+    ) -> tuple[IngestResult, list[str]]:
+        """Record images rebuilt from EC2 tags or SSM (same rules as ingest); a conflicting one is skipped, with why."""
         result = IngestResult()
         skipped: list[str] = []
         now = iso(utc_now())
@@ -531,7 +533,7 @@ class Catalog:
             for image in images:
                 conn.execute("SAVEPOINT discovered")
                 try:
-                    self._ingest_one(conn, image, now, who, result, action="discovered", detail={"source": "ec2"})
+                    self._ingest_one(conn, image, now, who, result, action=action, detail={"source": source})
                 except ConflictError as exc:
                     conn.execute("ROLLBACK TO discovered")
                     where = ", ".join(f"{a.region}:{a.artifact_id}" for a in image.artifacts)
