@@ -87,7 +87,6 @@ MIGRATIONS: tuple[Migration, ...] = (
             PRIMARY KEY (region, kubernetes_version, os, arch, channel, build_time, seq)
         ) WITHOUT ROWID""",
         "CREATE INDEX offers_image ON offers (image_id, region)",
-        "CREATE INDEX offers_slice ON offers (kubernetes_version, os, channel, arch, region)",
         """CREATE TRIGGER offers_artifact_insert AFTER INSERT ON artifacts WHEN NEW.state = 'available' BEGIN
             INSERT INTO offers SELECT NEW.region, i.kubernetes_version, i.os, i.arch, i.channel, i.build_time,
                 i.rowid, i.id, NEW.artifact_id, i.status, i.deprecate_at
