@@ -340,3 +340,16 @@ def test_facts_from_ec2_for_builds_without_custom_data(
     assert image["build_time"] != "1970-01-01T00:00:00Z"  # CreationDate: the manifest had no build_time
     [al2] = run_json(db, "list", "--os", "al2")
     assert (al2["kubernetes_version"], al2["arch"]) == ("1.30", "x86_64")
+
+
+def test_promote_into_the_channel_an_image_is_in_is_a_no_op(db: Path, manifest: Path) -> None:
+    run(db, "ingest", str(manifest))
+    assert run_json(db, "promote", E1, "--reason", "soaked")["changed"] is True
+    events = len(run_json(db, "history", E1))
+    again = run_json(db, "promote", E1, "--reason", "again")  # already at the top of candidate → stable
+    assert again == {"catalog_id": again["catalog_id"], "from": "stable", "to": "stable", "changed": False}
+    assert "is already in stable; nothing changed" in run(db, "promote", E1, "--reason", "again").stdout
+    run(db, "deprecate", E1, "--at", "2031-01-01", "--catalog-only", "--reason", "EOL")
+    assert run_json(db, "promote", E1, "--to", "stable", "--reason", "x")["changed"] is False  # even deprecated
+    assert run_json(db, "demote", E2, "--reason", "x")["changed"] is False  # candidate is the bottom
+    assert len(run_json(db, "history", E1)) == events + 1  # only the deprecation was recorded
