@@ -87,6 +87,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             PRIMARY KEY (region, kubernetes_version, os, arch, channel, build_time, seq)
         ) WITHOUT ROWID""",
         "CREATE INDEX offers_image ON offers (image_id, region)",
+        # `list` (newest first, often with --limit) without a scan and sort of every image.
+        "CREATE INDEX images_built ON images (build_time)",
         """CREATE TRIGGER offers_artifact_insert AFTER INSERT ON artifacts WHEN NEW.state = 'available' BEGIN
             INSERT INTO offers SELECT NEW.region, i.kubernetes_version, i.os, i.arch, i.channel, i.build_time,
                 i.rowid, i.id, NEW.artifact_id, i.status, i.deprecate_at

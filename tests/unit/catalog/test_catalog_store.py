@@ -170,6 +170,13 @@ def test_latest_and_owner_lookups_use_indexes(catalog: Catalog) -> None:
     key = "region=? AND kubernetes_version=? AND os=? AND arch=? AND channel=?"
     assert f"SEARCH offers USING PRIMARY KEY ({key})" in plan
     assert "TEMP B-TREE" not in plan  # no sort: the key gives the order
+    newest = " | ".join(
+        row[3]
+        for row in catalog.conn.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM images ORDER BY build_time DESC, rowid DESC LIMIT 20"
+        )
+    )
+    assert "images_built" in newest and "TEMP B-TREE" not in newest  # `list --limit 20` reads 20 rows
     owner_plan = catalog.conn.execute(
         "EXPLAIN QUERY PLAN SELECT image_id FROM artifacts WHERE region = ? AND artifact_id = ?"
         " UNION ALL SELECT image_id FROM artifacts WHERE region = ? AND artifact_id = ?",
