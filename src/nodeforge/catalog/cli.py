@@ -23,7 +23,7 @@ from nodeforge.catalog import reads, render
 from nodeforge.catalog.aws import AwsContext
 from nodeforge.catalog.deprecation import deprecate_in_aws, parse_date
 from nodeforge.catalog.discover import check_regions, discover_region
-from nodeforge.catalog.errors import CatalogError, InputError, NotFoundError
+from nodeforge.catalog.errors import AwsError, CatalogError, InputError, NotFoundError
 from nodeforge.catalog.manifest import read_manifest
 from nodeforge.catalog.model import CHANNEL_LADDER, LOCAL_REGION, Image, iso
 from nodeforge.catalog.publish import check_prefix, publish, publish_regions
@@ -209,7 +209,12 @@ def ingest_cmd(
     images: list[Image] = []
     notes: list[str] = []
     for path in manifests:
-        images.extend(read_manifest(path, rules=rules, facts=facts, last_run_only=last_run_only, notes=notes))
+        try:
+            images.extend(read_manifest(path, rules=rules, facts=facts, last_run_only=last_run_only, notes=notes))
+        except AwsError as exc:
+            raise AwsError(
+                f"{path}: asking EC2 what builds lack: {exc} (--no-ec2: custom_data and --rule only)"
+            ) from exc
     with Catalog.open(db) as catalog:
         result = catalog.ingest(images, source=", ".join(str(p) for p in manifests))
     for note in notes:
