@@ -207,16 +207,18 @@ def main() -> None:
     parser.add_argument("--no-process", action="store_true", help="skip the read commands as processes")
     parser.add_argument("--process-runs", type=int, default=15, help="runs of each read command as a process")
     parser.add_argument("--module", default="nodeforge", help="python -m MODULE [catalog] ... for the process runs")
+    parser.add_argument("--process-db", type=Path, help="run the read commands against this catalog (any size)")
     args = parser.parse_args()
     figures: dict[str, Any] = {"sqlite": []}
     with tempfile.TemporaryDirectory(prefix="nodeforge-bench-") as tmp:
         work = Path(tmp)
-        for size in (int(s) for s in args.sizes.split(",")):
+        sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+        for size in sizes:
             figures["sqlite"].append(bench_sqlite(size, work, args.queries))
             print(json.dumps(figures["sqlite"][-1]), flush=True)
-        if not args.no_process:
-            largest = max(int(s) for s in args.sizes.split(","))
-            figures["processes"] = bench_processes(work / f"catalog-{largest}.db", args.process_runs, args.module)
+        if not args.no_process and (args.process_db or sizes):
+            db = args.process_db or work / f"catalog-{max(sizes)}.db"
+            figures["processes"] = bench_processes(db, args.process_runs, args.module)
             print(json.dumps(figures["processes"]), flush=True)
         if not args.no_moto:
             figures["moto"] = bench_moto(args.moto_images, work, args.moto_runs)

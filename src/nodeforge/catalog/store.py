@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from nodeforge.catalog.errors import ConflictError, InputError, NotFoundError, RefusedError, SchemaError
 from nodeforge.catalog.model import (
     AMI_RE,
+    ARCHES,
     CATALOG_ID_RE,
     CHANNEL_RE,
     Artifact,
@@ -310,12 +311,26 @@ class Catalog:
         self, *, kubernetes_version: str, os: str, channel: str, arch: str | None = None
     ) -> list[tuple[str, str]]:
         """(region, arch) pairs where the channel has a usable image of this version and OS."""
-        sql = "SELECT DISTINCT region, arch FROM offers WHERE kubernetes_version = ? AND os = ? AND channel = ?"
-        params: list[Any] = [kubernetes_version, os, channel]
-        if arch is not None:
-            sql += " AND arch = ?"
-            params.append(arch)
-        return [(row[0], row[1]) for row in self.conn.execute(sql + " ORDER BY region, arch", params)]
+        # Seek region by region along the offers key (a handful of regions), then probe each (region, arch):
+        # some hundred index lookups instead of a scan of every offer.
+        pairs: list[tuple[str, str]] = []
+        region = ""
+        arches = (arch,) if arch is not None else sorted(ARCHES)
+        while True:
+            row = self.conn.execute(
+                "SELECT region FROM offers WHERE region > ? ORDER BY region LIMIT 1", (region,)
+            ).fetchone()
+            if row is None:
+                return pairs
+            region = row[0]
+            for candidate in arches:
+                hit = self.conn.execute(
+                    "SELECT 1 FROM offers WHERE region = ? AND kubernetes_version = ? AND os = ? AND arch = ?"
+                    " AND channel = ? LIMIT 1",
+                    (region, kubernetes_version, os, candidate, channel),
+                ).fetchone()
+                if hit:
+                    pairs.append((region, candidate))
 
     def history(self, image_id: str | None = None, limit: int | None = None) -> list[Event]:
         sql = "SELECT seq, at, image_id, region, action, detail, actor FROM events"
