@@ -544,16 +544,29 @@ class Catalog:
         skipped: list[str] = []
         now = iso(utc_now())
         who = actor()
-        with self.write() as conn:
-            for image in images:
-                conn.execute("SAVEPOINT discovered")
-                try:
-                    self._ingest_one(conn, image, now, who, result, action=action, detail={"source": source})
-                except ConflictError as exc:
-                    conn.execute("ROLLBACK TO discovered")
-                    where = ", ".join(f"{a.region}:{a.artifact_id}" for a in image.artifacts)
-                    skipped.append(f"{where}: {exc}")
-                conn.execute("RELEASE discovered")
+        pending = list(images)
+        done = 0
+        while done < len(pending) or result.transactions == 0:
+            if result.transactions:
+                time.sleep(CHUNK_GAP_S)  # chunked like ingest: other writers get the lock in between
+            with self.write() as conn:
+                started = time.monotonic()
+                while done < len(pending):
+                    image = pending[done]
+                    done += 1
+                    conn.execute("SAVEPOINT discovered")
+                    try:
+                        self._ingest_one(conn, image, now, who, result, action=action, detail={"source": source})
+                    except ConflictError as exc:
+                        conn.execute("ROLLBACK TO discovered")
+                        where = ", ".join(f"{a.region}:{a.artifact_id}" for a in image.artifacts)
+                        skipped.append(f"{where}: {exc}")
+                    conn.execute("RELEASE discovered")
+                    if time.monotonic() - started >= CHUNK_SECONDS:
+                        break
+                held_for = time.monotonic() - started
+            result.transactions += 1
+            result.longest_transaction_s = max(result.longest_transaction_s, held_for)
         return result, skipped
 
     def set_channel(self, image_id: str, channel: str, *, action: str, reason: str) -> Image:

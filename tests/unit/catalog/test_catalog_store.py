@@ -230,3 +230,24 @@ def test_deprecate_records_date_and_is_idempotent(catalog: Catalog) -> None:
 def test_history_limit_keeps_the_latest(catalog: Catalog) -> None:
     catalog.ingest(images(*(b(f"r{n}", {"us-east-1": f"ami-0a{n:015x}"}) for n in range(5))))
     assert [e.seq for e in catalog.history(limit=2)] == [4, 5]
+
+
+def test_a_large_ingest_commits_in_chunks_and_a_late_conflict_keeps_the_earlier_ones(catalog: Catalog) -> None:
+    catalog.ingest(images(b("held", {"us-east-1": "ami-0c000000000000009"})))
+    batch = images(*(b(f"r{n}", {"us-east-1": f"ami-0d{n:015x}"}) for n in range(3)))
+    result = catalog.ingest(batch, chunk_seconds=0)  # every build its own transaction
+    assert (len(result.new), result.transactions) == (3, 3)
+    clash = images(
+        b("s1", {"us-east-1": "ami-0e000000000000001"}),
+        b("s2", {"us-east-1": "ami-0e000000000000002"}),
+        b("s3", {"us-east-1": "ami-0c000000000000009"}),  # the AMI of build "held"
+    )
+    with pytest.raises(ConflictError, match=r"the 2 build\(s\) before it are recorded; fix this one and ingest again"):
+        catalog.ingest(clash, chunk_seconds=0)
+    assert {i.build_key for i in catalog.list()} >= {"packer:s1:node", "packer:s2:node"}
+    with pytest.raises(ConflictError) as whole:  # a batch that fits one chunk stays all or nothing
+        catalog.ingest(
+            images(b("t1", {"us-east-1": "ami-0f000000000000001"}), b("t2", {"us-east-1": "ami-0c000000000000009"}))
+        )
+    assert "before it are recorded" not in str(whole.value)
+    assert "packer:t1:node" not in {i.build_key for i in catalog.list()}
