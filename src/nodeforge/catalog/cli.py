@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
@@ -19,28 +19,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from nodeforge.catalog import export as exporter
-from nodeforge.catalog import render
+from nodeforge.catalog import reads, render
 from nodeforge.catalog.aws import AwsContext
 from nodeforge.catalog.deprecation import deprecate_in_aws, parse_date
 from nodeforge.catalog.discover import check_regions, discover_region
-from nodeforge.catalog.errors import CatalogError, InputError, NotFoundError
+from nodeforge.catalog.errors import AwsError, CatalogError, InputError, NotFoundError
 from nodeforge.catalog.manifest import read_manifest
-from nodeforge.catalog.model import (
-    CHANNEL_LADDER,
-    KUBERNETES_VERSION_RE,
-    LOCAL_REGION,
-    REGION_RE,
-    STATUSES,
-    Image,
-    component_diff,
-    iso,
-    iso_from_epoch,
-    normalise_arch,
-)
+from nodeforge.catalog.model import CHANNEL_LADDER, LOCAL_REGION, Image, iso
 from nodeforge.catalog.publish import check_prefix, publish, publish_regions
 from nodeforge.catalog.retire import retire, retire_targets
-from nodeforge.catalog.store import Catalog, ImageFilter
+from nodeforge.catalog.store import Catalog
 
 app = typer.Typer(help="BYOS image catalog: record, query, promote and retire every image built.", no_args_is_help=True)
 out = Console()
@@ -123,37 +111,10 @@ def _report(exc: CatalogError, output: object) -> None:
 # -- option checks -----------------------------------------------------------------------------------------
 
 
-def _version(value: str | None, required: bool = False) -> str | None:
-    if value is None:
-        if required:
-            raise InputError("--kubernetes-version is required (e.g. 1.31)")
-        return None
-    if not KUBERNETES_VERSION_RE.match(value):
-        raise InputError(f"--kubernetes-version {value!r}: give a minor version like 1.31")
-    return value
-
-
-def _arch(value: str | None) -> str | None:
-    if value is None:
-        return None
-    arch = normalise_arch(value)
-    if arch is None:
-        raise InputError(f"--arch {value!r}: use x86_64 or arm64 (amd64, aarch64 accepted)")
-    return arch
-
-
-def _os(value: str | None, required: bool = False) -> str | None:
-    if value is None:
-        if required:
-            raise InputError("--os is required (e.g. al2023)")
-        return None
-    return value.strip().lower()
-
-
-def _region(value: str | None) -> str | None:
-    if value is not None and value != LOCAL_REGION and not REGION_RE.match(value):
-        raise InputError(f"--region {value!r}: not an AWS region like us-east-1 (or 'local' for Docker images)")
-    return value
+_version = reads.version_option
+_arch = reads.arch_option
+_os = reads.os_option
+_region = reads.region_option
 
 
 def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
@@ -184,35 +145,83 @@ def _progress(description: str, total: int) -> Iterator[Callable[[str], None]]:
         yield advance
 
 
-def _print_tables(*tables: Any) -> None:
-    for table in tables:
-        out.print(table)
-
-
 # -- commands ----------------------------------------------------------------------------------------------
+
+
+AWS_CONFIG_ENV = ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_ROLE_ARN")
+
+
+def aws_configured(endpoint_url: str | None) -> bool:
+    """The AWS backend counts as configured with --endpoint-url or boto3's usual environment variables."""
+    import os
+
+    return bool(endpoint_url) or any(os.environ.get(name) for name in AWS_CONFIG_ENV)
 
 
 @app.command("ingest")
 @command
 def ingest_cmd(
-    manifests: Annotated[list[Path], typer.Argument(help="Packer manifest.json files (all or nothing)")],
-    default: Annotated[
+    manifests: Annotated[list[Path], typer.Argument(help="Packer manifest.json files")],
+    rule: Annotated[
         list[str] | None,
-        typer.Option("--default", help="KEY=VALUE for a custom_data key builds lack, e.g. os=debian12; repeatable"),
+        typer.Option(
+            "--rule",
+            help="Facts for builds that lack them: build=GLOB:KEY=VALUE[,...] (Packer build name) or "
+            "ami=GLOB:KEY=VALUE[,...] (AMI name), e.g. 'ami=eks-node-al2023-arm64-1.31-*:os=al2023'; repeatable",
+        ),
     ] = None,
+    ec2: Annotated[
+        bool | None,
+        typer.Option(
+            "--ec2/--no-ec2",
+            help="Ask EC2 DescribeImages what builds lack (default: when AWS is configured: --endpoint-url, "
+            "AWS_PROFILE, AWS_ACCESS_KEY_ID, ...)",
+            show_default=False,
+        ),
+    ] = None,
+    default: Annotated[list[str] | None, typer.Option("--default", hidden=True)] = None,
     last_run_only: Annotated[bool, typer.Option(help="Only the builds of the manifest's last_run_uuid")] = False,
+    endpoint_url: EndpointOpt = None,
     db: DbOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
-    """Record every build of Packer manifests. Idempotent: a manifest ingested again adds nothing."""
-    defaults = _pairs(default, "--default")
+    """Record every amazon-ebs / docker build of Packer manifests (other builders are skipped, with a note).
+    Idempotent: a manifest ingested again adds nothing."""
+    from nodeforge.catalog.manifest import parse_rule
+
+    if default:
+        pairs = _pairs(default, "--default")
+        spec = ",".join(f"{k}={v}" for k, v in pairs.items())
+        raise InputError(
+            f"--default applied one value to every build (an x86_64 and an arm64 build cannot share one): pass "
+            f"--rule 'build=NAME:{spec}' per build, or --rule 'build=*:{spec}' if every build really shares it"
+        )
+    rules = [parse_rule(spec) for spec in rule or []]
+    facts = None
+    if ec2 or (ec2 is None and aws_configured(endpoint_url)):
+        from nodeforge.catalog.facts import ec2_facts
+
+        aws = AwsContext(endpoint_url=endpoint_url)
+
+        def facts(pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], dict[str, str]]:
+            return ec2_facts(aws, pairs)
+
     images: list[Image] = []
+    notes: list[str] = []
     for path in manifests:
-        images.extend(read_manifest(path, defaults=defaults, last_run_only=last_run_only))
+        try:
+            images.extend(read_manifest(path, rules=rules, facts=facts, last_run_only=last_run_only, notes=notes))
+        except AwsError as exc:
+            raise AwsError(
+                f"{path}: asking EC2 what builds lack: {exc} (--no-ec2: custom_data and --rule only)"
+            ) from exc
     with Catalog.open(db) as catalog:
         result = catalog.ingest(images, source=", ".join(str(p) for p in manifests))
+    for note in notes:
+        err.print(f"[dim]note:[/dim] {escape(note)}")
     if output is Output.json:
-        render.emit_json({"manifests": [str(p) for p in manifests], "builds": len(images), **result.to_dict()})
+        document = {"manifests": [str(p) for p in manifests], "builds": len(images), **result.to_dict()}
+        render.emit_json({**document, "notes": notes})
         return
     out.print(
         f"ingested {len(images)} build(s) from {len(manifests)} manifest(s): {len(result.new)} new, "
@@ -236,15 +245,17 @@ def list_cmd(
     output: OutputOpt = Output.table,
 ) -> None:
     """Catalogued images, newest first, filtered."""
-    if status is not None and status not in STATUSES:
-        raise InputError(f"--status {status!r}: use one of {', '.join(STATUSES)}")
-    where = ImageFilter(_version(kubernetes_version), _os(os), _arch(arch), _region(region), channel, status, limit)
-    with Catalog.open(db, create=False) as catalog:
-        images = catalog.list(where)
-    if output is Output.json:
-        render.emit_json([image.to_dict() for image in images])
-        return
-    out.print(render.images_table(images, title=f"{len(images)} image(s)"))
+    reads.list_images(
+        kubernetes_version=kubernetes_version,
+        os=os,
+        arch=arch,
+        region=region,
+        channel=channel,
+        status=status,
+        limit=limit,
+        db=db,
+        json_output=output is Output.json,
+    )
 
 
 @app.command("latest")
@@ -259,36 +270,22 @@ def latest_cmd(
     output: OutputOpt = Output.table,
 ) -> None:
     """The image a cluster should use now: newest usable one of (version, OS, arch, region, channel)."""
-    version = _version(kubernetes_version, required=True)
-    os_family = _os(os, required=True)
-    if region is None:
-        raise InputError("--region is required (e.g. us-east-1)")
-    _region(region)
-    arch_name = _arch(arch)
-    assert version and os_family and arch_name
-    with Catalog.open(db, create=False) as catalog:
-        found = catalog.latest(kubernetes_version=version, os=os_family, arch=arch_name, region=region, channel=channel)
-    if found is None:
-        raise NotFoundError(f"no usable image for kubernetes {version} {os_family} {arch_name} in {region}, {channel}")
-    image, artifact = found
-    if output is Output.json:
-        render.emit_json(
-            {"image_id": artifact.artifact_id, "region": region, "catalog_id": image.id, **_summary(image)}
-        )
-        return
-    out.print(f"{artifact.artifact_id}  {escape(image.name)}  ({image.id}, {image.channel}, built {_built(image)})")
+    reads.latest(
+        kubernetes_version=kubernetes_version,
+        os=os,
+        arch=arch,
+        region=region,
+        channel=channel,
+        db=db,
+        json_output=output is Output.json,
+    )
 
 
 @app.command("show")
 @command
 def show_cmd(ref: RefArg, db: DbOpt = None, output: OutputOpt = Output.table) -> None:
     """One image with its full component manifest and regions."""
-    with Catalog.open(db, create=False) as catalog:
-        image = catalog.resolve(ref)
-    if output is Output.json:
-        render.emit_json(image.to_dict())
-        return
-    _print_tables(*render.image_tables(image))
+    reads.show(ref, db=db, json_output=output is Output.json)
 
 
 @app.command("diff")
@@ -300,25 +297,8 @@ def diff_cmd(
     db: DbOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
-    """Compare two images' component manifests."""
-    with Catalog.open(db, create=False) as catalog:
-        left, right = catalog.resolve(a), catalog.resolve(b)
-    rows = component_diff(left, right)
-    changed = [row for row in rows if row[1] != row[2]]
-    if output is Output.json:
-        render.emit_json(
-            {
-                "a": left.id,
-                "b": right.id,
-                "changed": {key: {"a": av, "b": bv} for key, av, bv in changed},
-                "same": {key: av for key, av, bv in rows if av == bv},
-            }
-        )
-        return
-    if not changed and not all_:
-        out.print(f"{left.id} and {right.id} have the same component manifest ({left.digest})")
-        return
-    out.print(render.diff_table(left, right, rows if all_ else changed))
+    """Compare two images' component manifests (e.g. ours and AWS's, after `import-eks`)."""
+    reads.diff(a, b, all_=all_, db=db, json_output=output is Output.json)
 
 
 def _move(ref: str, to: str | None, reason: str, db: Path | None, output: Output, *, up: bool) -> None:
@@ -344,7 +324,7 @@ def _next_channel(channel: str, *, up: bool) -> str:
         raise InputError(f"channel {channel!r} is not on the ladder {' → '.join(CHANNEL_LADDER)}; pass --to")
     index = CHANNEL_LADDER.index(channel) + (1 if up else -1)
     if not 0 <= index < len(CHANNEL_LADDER):
-        raise InputError(f"{channel!r} is the {'top' if up else 'bottom'} of {' → '.join(CHANNEL_LADDER)}; pass --to")
+        return channel  # already at the top (promote) or bottom (demote): the documented no-op
     return CHANNEL_LADDER[index]
 
 
@@ -406,7 +386,7 @@ def deprecate_cmd(
     else:
         out.print(f"{image.id} deprecated at {image.deprecate_at}")
         if results:
-            out.print(
+            render.emit(
                 render.rows_table(
                     "regions",
                     ("region", "image id", "outcome", "error"),
@@ -476,7 +456,7 @@ def retire_cmd(
     if output is Output.json:
         render.emit_json({"catalog_id": after.id, "status": after.status, "regions": [r.to_dict() for r in results]})
     else:
-        out.print(
+        render.emit(
             render.rows_table(
                 f"retire {after.id} → {after.status}",
                 ("region", "image id", "outcome", "snapshots deleted", "error"),
@@ -498,13 +478,7 @@ def history_cmd(
     output: OutputOpt = Output.table,
 ) -> None:
     """Every change the catalog recorded (ingest, promote, deprecate, retire, publish, ...)."""
-    with Catalog.open(db, create=False) as catalog:
-        image_id = catalog.resolve(ref).id if ref else None
-        events = catalog.history(image_id, limit)
-    if output is Output.json:
-        render.emit_json([event.to_dict() for event in events])
-        return
-    out.print(render.events_table(events))
+    reads.history(ref, limit=limit, db=db, json_output=output is Output.json)
 
 
 @app.command("publish")
@@ -532,7 +506,7 @@ def publish_cmd(
         return
     rows = [(r.region, len(r.put), len(r.deleted), r.unchanged, len(r.tagged)) for r in reports]
     title = f"publish /nodeforge/{prefix}" + (" (dry run)" if dry_run else "")
-    out.print(render.rows_table(title, ("region", "put", "deleted", "unchanged", "AMIs tagged"), rows))
+    render.emit(render.rows_table(title, ("region", "put", "deleted", "unchanged", "AMIs tagged"), rows))
 
 
 @app.command("discover")
@@ -564,7 +538,7 @@ def discover_cmd(
         (r.region, r.found, len(r.new), len(r.updated), len(r.unchanged), len(r.missing), len(r.skipped))
         for r in reports
     ]
-    out.print(
+    render.emit(
         render.rows_table("discover", ("region", "found", "new", "updated", "unchanged", "missing", "skipped"), rows)
     )
     for report in reports:
@@ -572,11 +546,49 @@ def discover_cmd(
             err.print(f"[yellow]skipped:[/yellow] {escape(reason)}")
 
 
-def _catalog_regions(catalog: Catalog) -> list[str]:
-    rows = catalog.conn.execute(
-        "SELECT DISTINCT region FROM artifacts WHERE region != ? ORDER BY region", (LOCAL_REGION,)
+_catalog_regions = reads.catalog_regions
+
+
+@app.command("import-eks")
+@command
+def import_eks_cmd(
+    kubernetes_version: Annotated[
+        list[str], typer.Option("--kubernetes-version", "-k", help="Kubernetes minor, e.g. 1.31; repeatable")
+    ],
+    region: RegionsOpt = None,
+    channel: Annotated[str, typer.Option("--channel", help="Channel the AWS images go in")] = "eks-optimized",
+    endpoint_url: EndpointOpt = None,
+    db: DbOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Import the EKS optimized AMIs (amazon-eks-ami, SSM /aws/service/eks/optimized-ami/...) beside ours, so
+    `latest --channel eks-optimized` and `diff` compare our image with AWS's."""
+    from nodeforge.catalog.eks import import_region
+
+    for version in kubernetes_version:
+        _version(version)
+    with Catalog.open(db) as catalog:
+        regions = check_regions(region) if region else _catalog_regions(catalog)
+        if not regions:
+            raise InputError("--region: the catalog knows no AWS region yet; name at least one")
+        aws = AwsContext(endpoint_url=endpoint_url)
+        reports = []
+        with _progress("import-eks", len(regions)) as advance:
+            for name in regions:
+                reports.append(import_region(catalog, aws, name, kubernetes_version, channel=channel))
+                advance(name)
+    if output is Output.json:
+        render.emit_json({"channel": channel, "regions": [r.to_dict() for r in reports]})
+        return
+    rows = [(r.region, len(r.found), len(r.new), len(r.updated), len(r.unchanged), len(r.skipped)) for r in reports]
+    render.emit(
+        render.rows_table(
+            f"import-eks → {channel}", ("region", "found", "new", "updated", "unchanged", "skipped"), rows
+        )
     )
-    return [row[0] for row in rows]
+    for report in reports:
+        for reason in report.skipped:
+            err.print(f"[yellow]skipped:[/yellow] {escape(reason)}")
 
 
 @app.command("export")
@@ -592,50 +604,39 @@ def export_cmd(
     by: Annotated[
         SelectBy, typer.Option("--by", help="karpenter: select AMIs by id or by nodeforge tags")
     ] = SelectBy.id,
-    name: Annotated[str | None, typer.Option("--name", help="EC2NodeClass / nodegroup name")] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="EC2NodeClass name (by id: -<region> appended) / nodegroup name")
+    ] = None,
     managed: Annotated[
         bool, typer.Option("--managed/--unmanaged", help="eksctl: managedNodeGroups or nodeGroups")
     ] = True,
+    cluster: Annotated[
+        str | None,
+        typer.Option("--cluster", help="eksctl: cluster name for overrideBootstrapCommand (AL2, Ubuntu images)"),
+    ] = None,
+    ami_family: Annotated[
+        str | None, typer.Option("--ami-family", help="eksctl: amiFamily, when the OS does not imply one")
+    ] = None,
     db: DbOpt = None,
     output: Annotated[ExportFormat, typer.Option("--output", "-o", help="yaml or json")] = ExportFormat.yaml,
 ) -> None:
     """Karpenter amiSelectorTerms or eksctl ami: snippets for an image, or a channel's latest per region."""
-    regions = [r for r in (region or []) if _region(r)]
-    with Catalog.open(db, create=False) as catalog:
-        if ref:
-            selection = exporter.select_image(catalog.resolve(ref), regions)
-        else:
-            version = _version(kubernetes_version, required=True)
-            os_family = _os(os, required=True)
-            assert version and os_family
-            selection = exporter.select_latest(
-                catalog, kubernetes_version=version, os=os_family, channel=channel, arch=_arch(arch), regions=regions
-            )
-    if target is ExportTarget.karpenter:
-        documents = exporter.karpenter(selection, by=by.value, name=name)
-    else:
-        documents = exporter.eksctl(selection, managed=managed, name=name)
-    if output is ExportFormat.json:
-        render.emit_json([{"note": note, "document": document} for note, document in documents])
-        return
-    typer.echo(exporter.to_yaml(documents), nl=False)
-
-
-def _summary(image: Image) -> dict[str, Any]:
-    return {
-        "name": image.name,
-        "kubernetes_version": image.kubernetes_version,
-        "os": image.os,
-        "arch": image.arch,
-        "channel": image.channel,
-        "status": image.status,
-        "build_time": _built(image),
-        "digest": image.digest,
-    }
-
-
-def _built(image: Image) -> str:
-    return iso_from_epoch(image.build_time)
+    reads.export(
+        target.value,
+        ref,
+        kubernetes_version=kubernetes_version,
+        os=os,
+        arch=arch,
+        channel=channel,
+        region=region,
+        by=by.value,
+        name=name,
+        managed=managed,
+        cluster=cluster,
+        ami_family=ami_family,
+        db=db,
+        json_output=output is ExportFormat.json,
+    )
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ from typing import Any
 from nodeforge.catalog import aws as awsapi
 from nodeforge.catalog.aws import AwsContext
 from nodeforge.catalog.errors import InputError
-from nodeforge.catalog.model import LOCAL_REGION, REGION_RE, Image
+from nodeforge.catalog.model import LOCAL_REGION, Image
+from nodeforge.catalog.regions import check_region
 from nodeforge.catalog.store import Catalog
 from nodeforge.catalog.tags import MARKER, image_from_tags
 
@@ -44,9 +45,11 @@ class RegionDiscovery:
 
 
 def check_regions(regions: Sequence[str]) -> list[str]:
+    """AWS regions botocore knows ('local' is not one: Docker images live on this machine)."""
     for region in regions:
-        if region == LOCAL_REGION or not REGION_RE.match(region):
-            raise InputError(f"--region {region!r} is not an AWS region like us-east-1")
+        if region == LOCAL_REGION:
+            raise InputError(f"--region {region!r} is not an AWS region (Docker images have no AWS side)")
+        check_region(region)
     return list(dict.fromkeys(regions))
 
 

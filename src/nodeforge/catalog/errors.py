@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # no pathlib at run time (read commands start fast)
+    from pathlib import Path
 
 
 class CatalogError(Exception):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any
+
+from nodeforge.catalog.record import Record, factory
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # Components a record names explicitly (custom_data keys of the Packer manifest); other keys are extras.
 CORE_COMPONENTS = ("kubernetes_version", "os", "os_version", "arch")
@@ -56,11 +59,12 @@ def iso_from_epoch(seconds: int) -> str:
 
 
 def catalog_id_for(build_key: str) -> str:
+    import hashlib
+
     return "nf-" + hashlib.sha256(build_key.encode()).hexdigest()[:12]
 
 
-@dataclass(frozen=True)
-class Artifact:
+class Artifact(Record):
     """Where one build lives: an AMI in a region (or a Docker image, region "local")."""
 
     region: str
@@ -72,8 +76,7 @@ class Artifact:
         return {"region": self.region, "image_id": self.artifact_id, "account_id": self.account_id, "state": self.state}
 
 
-@dataclass(frozen=True)
-class Image:
+class Image(Record):
     """A catalog record. Built from a manifest build or from the tags of a discovered AMI."""
 
     build_key: str
@@ -93,7 +96,7 @@ class Image:
     git_commit: str | None = None
     template: str | None = None
     build_id: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, str] = factory(dict)
     origin: str = ""
     id: str = ""
     channel: str = DEFAULT_CHANNEL
@@ -114,6 +117,8 @@ class Image:
     @cached_property
     def digest(self) -> str:
         """Stable hash of the normalised component manifest: equal content, equal digest."""
+        import hashlib
+
         canonical = json.dumps(self.components(), sort_keys=True, separators=(",", ":"))
         return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -125,7 +130,7 @@ class Image:
         return tuple(item.region for item in self.artifacts)
 
     def with_artifacts(self, artifacts: tuple[Artifact, ...]) -> Image:
-        return replace(self, artifacts=artifacts)
+        return self.replace(artifacts=artifacts)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -151,8 +156,7 @@ class Image:
         }
 
 
-@dataclass(frozen=True)
-class Event:
+class Event(Record):
     """One change in the catalog's history."""
 
     seq: int

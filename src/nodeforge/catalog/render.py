@@ -1,19 +1,21 @@
-"""How catalog answers look: rich tables for people, JSON documents for scripts."""
+"""How catalog answers look: plain-text tables for people, JSON (and YAML) documents for scripts.
+
+No rich, no PyYAML: read commands import this and must start fast (docs/catalog.md, "Start-up").
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import sys
-from collections.abc import Iterable, Sequence
-from typing import Any
-
-from rich.table import Table
-from rich.text import Text
+from collections.abc import Mapping
 
 from nodeforge.catalog.model import Event, Image, iso_from_epoch
 
-_STATE_STYLE = {"available": "", "retired": "dim strike", "missing": "red"}
-_STATUS_STYLE = {"active": "green", "deprecated": "yellow", "retired": "dim"}
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from typing import Any
 
 
 def emit_json(data: Any) -> None:
@@ -21,37 +23,53 @@ def emit_json(data: Any) -> None:
     sys.stdout.flush()
 
 
-def images_table(images: Sequence[Image], title: str | None = None) -> Table:
-    table = Table(title=title, show_lines=False)
-    for column in ("id", "name", "k8s", "os", "arch", "channel", "status", "regions", "built"):
-        table.add_column(column, overflow="fold")
+def emit(text: str) -> None:
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.flush()
+
+
+def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A plain table: title, header, rule, rows; a cell may hold several lines."""
+    cells = [[("" if cell is None else str(cell)).split("\n") for cell in row] for row in rows]
+    widths = [len(column) for column in columns]
+    for row in cells:
+        for index, lines in enumerate(row):
+            widths[index] = max(widths[index], *(len(line) for line in lines))
+    out = [title] if title else []
+    out.append("  ".join(column.ljust(width) for column, width in zip(columns, widths, strict=True)).rstrip())
+    out.append("  ".join("-" * width for width in widths))
+    for row in cells:
+        height = max((len(lines) for lines in row), default=1)
+        for line in range(height):
+            parts = [(lines[line] if line < len(lines) else "").ljust(w) for lines, w in zip(row, widths, strict=True)]
+            out.append("  ".join(parts).rstrip())
+    return "\n".join(out) + "\n"
+
+
+def images_table(images: Sequence[Image], title: str | None = None) -> str:
+    rows = []
     for image in images:
-        regions = Text()
-        for index, artifact in enumerate(image.artifacts):
-            if index:
-                regions.append("\n")
-            regions.append(f"{artifact.region} {artifact.artifact_id}", style=_STATE_STYLE.get(artifact.state, ""))
-            if artifact.state != "available":
-                regions.append(f" ({artifact.state})", style="dim")
-        table.add_row(
-            Text(image.id),
-            Text(image.name),
-            Text(image.kubernetes_version),
-            Text(image.os + (f" {image.os_version}" if image.os_version else "")),
-            Text(image.arch),
-            Text(image.channel),
-            Text(image.status, style=_STATUS_STYLE.get(image.status, "")),
-            regions,
-            Text(iso_from_epoch(image.build_time)),
+        regions = "\n".join(
+            f"{a.region} {a.artifact_id}" + ("" if a.state == "available" else f" ({a.state})") for a in image.artifacts
         )
-    return table
+        rows.append(
+            (
+                image.id,
+                image.name,
+                image.kubernetes_version,
+                image.os + (f" {image.os_version}" if image.os_version else ""),
+                image.arch,
+                image.channel,
+                image.status,
+                regions,
+                iso_from_epoch(image.build_time),
+            )
+        )
+    return table(title, ("id", "name", "k8s", "os", "arch", "channel", "status", "regions", "built"), rows)
 
 
-def image_tables(image: Image) -> list[Table]:
-    summary = Table(title=f"{image.id}  {image.name}", show_header=False)
-    summary.add_column("field", style="bold")
-    summary.add_column("value", overflow="fold")
-    rows = {
+def image_tables(image: Image) -> str:
+    summary = {
         "channel": image.channel,
         "status": image.status + (f" (deprecate at {image.deprecate_at})" if image.deprecate_at else ""),
         "built": iso_from_epoch(image.build_time),
@@ -63,64 +81,106 @@ def image_tables(image: Image) -> list[Table]:
         "recorded": image.created_at or "",
         "updated": image.updated_at or "",
     }
-    for key, value in rows.items():
-        summary.add_row(Text(key), Text(value))
-    components = key_value_table("component manifest", image.components())
-    regions = Table(title="regions")
-    for column in ("region", "image id", "account", "state"):
-        regions.add_column(column)
-    for artifact in image.artifacts:
-        regions.add_row(
-            Text(artifact.region),
-            Text(artifact.artifact_id),
-            Text(artifact.account_id or ""),
-            Text(artifact.state, style=_STATE_STYLE.get(artifact.state, "")),
+    regions = table(
+        "regions",
+        ("region", "image id", "account", "state"),
+        [(a.region, a.artifact_id, a.account_id or "", a.state) for a in image.artifacts],
+    )
+    return "\n".join(
+        (
+            table(f"{image.id}  {image.name}", ("field", "value"), summary.items()),
+            key_value_table("component manifest", image.components()),
+            regions,
         )
-    return [summary, components, regions]
+    )
 
 
-def key_value_table(title: str, values: dict[str, Any]) -> Table:
-    table = Table(title=title)
-    table.add_column("key", style="bold")
-    table.add_column("value", overflow="fold")
-    for key, value in values.items():
-        table.add_row(Text(str(key)), Text("" if value is None else str(value)))
-    return table
+def key_value_table(title: str, values: Mapping[str, Any]) -> str:
+    return table(title, ("key", "value"), [(key, "" if value is None else value) for key, value in values.items()])
 
 
-def diff_table(a: Image, b: Image, rows: Iterable[tuple[str, str | None, str | None]]) -> Table:
-    table = Table(title=f"{a.id} → {b.id}")
-    table.add_column("component", style="bold")
-    table.add_column(a.id, overflow="fold")
-    table.add_column(b.id, overflow="fold")
-    for key, left, right in rows:
-        style = "" if left == right else "yellow"
-        table.add_row(Text(key), Text(left or "—", style=style), Text(right or "—", style=style))
-    return table
+def diff_table(a: Image, b: Image, rows: Iterable[tuple[str, str | None, str | None]]) -> str:
+    marked = [(("* " if left != right else "  ") + key, left or "—", right or "—") for key, left, right in rows]
+    return table(f"{a.id} → {b.id}  (* differs)", ("component", a.id, b.id), marked)
 
 
-def events_table(events: Sequence[Event]) -> Table:
-    table = Table(title="history")
-    for column in ("#", "at", "image", "region", "action", "detail", "actor"):
-        table.add_column(column, overflow="fold")
+def events_table(events: Sequence[Event]) -> str:
+    rows = []
     for event in events:
         detail = ", ".join(f"{k}={v}" for k, v in event.detail.items() if v not in (None, "", [], {}))
-        table.add_row(
-            Text(str(event.seq)),
-            Text(event.at),
-            Text(event.image_id or ""),
-            Text(event.region or ""),
-            Text(event.action),
-            Text(detail),
-            Text(event.actor),
-        )
-    return table
+        rows.append((event.seq, event.at, event.image_id or "", event.region or "", event.action, detail, event.actor))
+    return table("history", ("#", "at", "image", "region", "action", "detail", "actor"), rows)
 
 
-def rows_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*(Text("" if cell is None else str(cell)) for cell in row))
-    return table
+def rows_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    return table(title, columns, rows)
+
+
+# -- YAML (block style, the subset export documents use) --------------------------------------------------------
+
+_PLAIN_RE = re.compile(r"^[A-Za-z0-9_./][A-Za-z0-9_./@ -]*$")
+_YAML_WORDS = frozenset(
+    {"y", "yes", "n", "no", "true", "false", "on", "off", "null", "~", "none", "nan", "inf", "-inf", ".inf", ".nan"}
+)
+
+
+def to_yaml(value: Any) -> str:
+    """Block-style YAML for dicts, lists, strings, numbers and booleans (what ``yaml.safe_load`` reads back)."""
+    return "\n".join(_yaml_lines(value, 0)) + "\n"
+
+
+def _scalar(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return json.dumps(value)
+    text = str(value)
+    looks_like_number = re.fullmatch(r"[-+]?(\d[\d_]*(\.\d*)?|\.\d+)([eE][-+]?\d+)?", text) is not None
+    if (
+        _PLAIN_RE.match(text)
+        and text.lower() not in _YAML_WORDS
+        and not looks_like_number
+        and not text.endswith(" ")
+        and ": " not in text
+        and " #" not in text
+    ):
+        return text
+    return json.dumps(text, ensure_ascii=False)  # a JSON string is a YAML double-quoted scalar
+
+
+def _yaml_lines(value: Any, indent: int) -> list[str]:
+    pad = " " * indent
+    if isinstance(value, Mapping):
+        if not value:
+            return [pad + "{}"]
+        lines = []
+        for key, item in value.items():
+            lines.extend(_entry(pad + _scalar(key) + ":", item, indent))
+        return lines
+    if isinstance(value, list | tuple):
+        if not value:
+            return [pad + "[]"]
+        lines = []
+        for item in value:
+            if isinstance(item, Mapping) and item:
+                nested = _yaml_lines(item, indent + 2)
+                lines.append(pad + "- " + nested[0][indent + 2 :])
+                lines.extend(nested[1:])
+            else:
+                lines.extend(_entry(pad + "-", item, indent))
+        return lines
+    return [pad + _scalar(value)]
+
+
+def _entry(head: str, item: Any, indent: int) -> list[str]:
+    if isinstance(item, str) and "\n" in item:
+        body = item if item.endswith("\n") else item + "\n"
+        marker = "|" if item.endswith("\n") else "|-"
+        return [f"{head} {marker}", *(" " * (indent + 2) + line if line else "" for line in body[:-1].split("\n"))]
+    if isinstance(item, Mapping | list | tuple) and item:
+        return [head, *_yaml_lines(item, indent + 2)]
+    if isinstance(item, Mapping | list | tuple):  # empty
+        return [f"{head} {'{}' if isinstance(item, Mapping) else '[]'}"]
+    return [f"{head} {_scalar(item)}"]

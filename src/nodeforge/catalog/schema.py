@@ -68,6 +68,57 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX images_name ON images (name)",
         "CREATE INDEX events_image ON events (image_id, seq)",
     ),
+    # 2: `offers`, one row per available copy of a non-retired image, keyed the way `latest` asks: (region, version,
+    # os, arch, channel) then newest first. A hit and a miss are both one B-tree descent, whatever the catalog
+    # size. Kept by triggers, so no write path can forget it.
+    (
+        """CREATE TABLE offers (
+            region TEXT NOT NULL,
+            kubernetes_version TEXT NOT NULL,
+            os TEXT NOT NULL,
+            arch TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            build_time INTEGER NOT NULL,
+            seq INTEGER NOT NULL,
+            image_id TEXT NOT NULL,
+            artifact_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            deprecate_at TEXT,
+            PRIMARY KEY (region, kubernetes_version, os, arch, channel, build_time, seq)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX offers_image ON offers (image_id, region)",
+        # `list` (newest first, often with --limit) without a scan and sort of every image.
+        "CREATE INDEX images_built ON images (build_time)",
+        """CREATE TRIGGER offers_artifact_insert AFTER INSERT ON artifacts WHEN NEW.state = 'available' BEGIN
+            INSERT INTO offers SELECT NEW.region, i.kubernetes_version, i.os, i.arch, i.channel, i.build_time,
+                i.rowid, i.id, NEW.artifact_id, i.status, i.deprecate_at
+            FROM images AS i WHERE i.id = NEW.image_id AND i.status != 'retired';
+        END""",
+        """CREATE TRIGGER offers_artifact_update
+        AFTER UPDATE OF image_id, region, artifact_id, state ON artifacts BEGIN
+            DELETE FROM offers WHERE image_id = OLD.image_id AND region = OLD.region;
+            INSERT INTO offers SELECT NEW.region, i.kubernetes_version, i.os, i.arch, i.channel, i.build_time,
+                i.rowid, i.id, NEW.artifact_id, i.status, i.deprecate_at
+            FROM images AS i WHERE i.id = NEW.image_id AND i.status != 'retired' AND NEW.state = 'available';
+        END""",
+        """CREATE TRIGGER offers_artifact_delete AFTER DELETE ON artifacts BEGIN
+            DELETE FROM offers WHERE image_id = OLD.image_id AND region = OLD.region;
+        END""",
+        """CREATE TRIGGER offers_image_update
+        AFTER UPDATE OF id, kubernetes_version, os, arch, channel, build_time, status, deprecate_at ON images BEGIN
+            DELETE FROM offers WHERE image_id = OLD.id;
+            INSERT INTO offers SELECT a.region, NEW.kubernetes_version, NEW.os, NEW.arch, NEW.channel, NEW.build_time,
+                NEW.rowid, NEW.id, a.artifact_id, NEW.status, NEW.deprecate_at
+            FROM artifacts AS a WHERE a.image_id = NEW.id AND a.state = 'available' AND NEW.status != 'retired';
+        END""",
+        """CREATE TRIGGER offers_image_delete AFTER DELETE ON images BEGIN
+            DELETE FROM offers WHERE image_id = OLD.id;
+        END""",
+        """INSERT INTO offers SELECT a.region, i.kubernetes_version, i.os, i.arch, i.channel, i.build_time, i.rowid,
+            i.id, a.artifact_id, i.status, i.deprecate_at
+        FROM images AS i JOIN artifacts AS a ON a.image_id = i.id
+        WHERE a.state = 'available' AND i.status != 'retired'""",
+    ),
 )
 
 LATEST = len(MIGRATIONS)

@@ -1,26 +1,24 @@
 """The catalog on disk: an SQLite file (WAL mode), every write one IMMEDIATE transaction.
 
-Readers never block writers and see a consistent snapshot; two writers queue on the write lock (busy timeout)
-instead of failing; a process killed mid-write leaves the file as it was before the transaction.
+Readers never block writers and see a consistent snapshot. Writers queue on the write lock: one that finds it
+taken polls for it every few milliseconds (up to ``WRITE_WAIT_S``) instead of failing, and no transaction holds it
+long: a large ingest commits in chunks of about ``CHUNK_SECONDS`` and pauses between chunks so that a waiting
+writer gets its turn. A process killed mid-write leaves the file as it was before the open transaction.
 """
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import sqlite3
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 from nodeforge.catalog.errors import ConflictError, InputError, NotFoundError, RefusedError, SchemaError
 from nodeforge.catalog.model import (
     AMI_RE,
+    ARCHES,
     CATALOG_ID_RE,
     CHANNEL_RE,
     Artifact,
@@ -29,9 +27,24 @@ from nodeforge.catalog.model import (
     iso,
     utc_now,
 )
+from nodeforge.catalog.record import Record, factory
 from nodeforge.catalog.schema import current_version, migrate
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # no typing/pathlib at run time: read commands start fast (docs/catalog.md)
+    from collections.abc import Iterable, Iterator, Sequence
+    from pathlib import Path
+    from typing import Any
+
 BUSY_TIMEOUT_MS = 30_000
+# A writer waits this long for the write lock before giving up ($NODEFORGE_CATALOG_WRITE_WAIT overrides).
+WRITE_WAIT_S = 600.0
+ENV_WRITE_WAIT = "NODEFORGE_CATALOG_WRITE_WAIT"
+# How long one ingest transaction may run before it commits and lets other writers in.
+CHUNK_SECONDS = 0.5
+# The pause between two chunks: several polls of a waiting writer fit in it.
+CHUNK_GAP_S = 0.02
+_POLL_S = (0.001, 0.004)
 ENV_PATH = "NODEFORGE_CATALOG"
 # Test hook: "N:S" makes ingest pause S seconds after writing N images, inside its transaction.
 ENV_TEST_PAUSE = "NODEFORGE_CATALOG_TEST_PAUSE"
@@ -43,7 +56,13 @@ _IMAGE_COLUMNS = (
     "build_time, digest, origin, channel, status, deprecate_at, created_at, updated_at"
 )
 _OWNER_LOOKUP = "SELECT image_id FROM artifacts WHERE region = ? AND artifact_id = ?"
-_LATEST_COLUMNS = ", ".join("i." + column.strip() for column in _IMAGE_COLUMNS.split(","))
+# The newest usable copy: (region, version, os, arch, channel) is the key's prefix, build_time and seq its order.
+LATEST_SQL = (
+    "SELECT image_id FROM offers"
+    " WHERE region = ? AND kubernetes_version = ? AND os = ? AND arch = ? AND channel = ?"
+    " AND (status = 'active' OR (status = 'deprecated' AND deprecate_at > ?))"
+    " ORDER BY build_time DESC, seq DESC LIMIT 1"
+)
 # SQL below is built from these module constants only; every value is a bound parameter (hence the S608 noqa).
 _CONTENT_FIELDS = (
     "name",
@@ -64,22 +83,35 @@ _CONTENT_FIELDS = (
 
 def default_path() -> Path:
     """$NODEFORGE_CATALOG, else $XDG_DATA_HOME/nodeforge/catalog.db (~/.local/share/nodeforge/catalog.db)."""
+    from pathlib import Path
+
+    return Path(_default_path())
+
+
+def _default_path() -> str:
     env = os.environ.get(ENV_PATH)
     if env:
-        return Path(env).expanduser()
-    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data_home) / "nodeforge" / "catalog.db"
+        return os.path.expanduser(env)  # noqa: PTH111 (no pathlib on the read path)
+    data_home = os.environ.get("XDG_DATA_HOME") or os.path.join(  # noqa: PTH118
+        os.path.expanduser("~"),  # noqa: PTH111
+        ".local",
+        "share",
+    )
+    return os.path.join(data_home, "nodeforge", "catalog.db")  # noqa: PTH118
 
 
 def actor() -> str:
+    if os.environ.get("NODEFORGE_ACTOR"):
+        return os.environ["NODEFORGE_ACTOR"]
+    import getpass
+
     try:
-        return os.environ.get("NODEFORGE_ACTOR") or getpass.getuser()
+        return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
 
 
-@dataclass(frozen=True)
-class ImageFilter:
+class ImageFilter(Record):
     kubernetes_version: str | None = None
     os: str | None = None
     arch: str | None = None
@@ -89,17 +121,20 @@ class ImageFilter:
     limit: int | None = None
 
 
-@dataclass
-class IngestResult:
-    new: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
+class IngestResult(Record, frozen=False):
+    new: list[str] = factory(list)
+    updated: list[str] = factory(list)
+    unchanged: list[str] = factory(list)
+    transactions: int = 0
+    longest_transaction_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "new": len(self.new),
             "updated": len(self.updated),
             "unchanged": len(self.unchanged),
+            "transactions": self.transactions,
+            "longest_transaction_s": round(self.longest_transaction_s, 3),
             "images": {"new": self.new, "updated": self.updated, "unchanged": self.unchanged},
         }
 
@@ -107,24 +142,31 @@ class IngestResult:
 class Catalog:
     """Records, queries and lifecycle changes on one catalog file."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: str | Path) -> None:
         self.conn = conn
-        self.path = path
+        self._path = os.fspath(path)
+
+    @property
+    def path(self) -> Path:
+        from pathlib import Path
+
+        return Path(self._path)
 
     # -- opening -------------------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: Path | None = None, *, create: bool = True) -> Catalog:
+    def open(cls, path: str | Path | None = None, *, create: bool = True) -> Catalog:
         """Open (and migrate) the catalog at ``path``; ``create=False`` refuses a file that does not exist."""
-        path = (path or default_path()).expanduser()
-        if not path.exists():
+        # os.path, not pathlib: the read commands import this module and must start fast.
+        path = os.path.expanduser(os.fspath(path)) if path is not None else _default_path()  # noqa: PTH111
+        if not os.path.exists(path):  # noqa: PTH110
             if not create:
                 raise NotFoundError(f"catalog {path} does not exist: ingest a manifest or discover images first")
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                os.makedirs(os.path.dirname(path) or ".", exist_ok=True)  # noqa: PTH103, PTH120
             except OSError as exc:
                 raise SchemaError(f"catalog {path}: cannot create its folder: {exc.strerror}") from None
-        elif path.is_dir():
+        elif os.path.isdir(path):  # noqa: PTH112
             raise InputError(f"catalog {path} is a directory; give a file path")
         try:
             conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
@@ -158,14 +200,38 @@ class Catalog:
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: all or nothing, other writers wait for the lock."""
-        self.conn.execute("BEGIN IMMEDIATE")
+        """One write transaction: all or nothing; waits (and retries) while another writer holds the lock."""
+        self._begin_immediate()
         try:
             yield self.conn
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
+
+    def _begin_immediate(self) -> None:
+        """BEGIN IMMEDIATE, polling every few ms while the database is busy (SQLite's own busy handler backs off
+        to 100 ms sleeps, long enough to miss every gap a chunked writer leaves)."""
+        wait = _write_wait()
+        deadline = time.monotonic() + wait
+        self.conn.execute("PRAGMA busy_timeout = 5")
+        try:
+            while True:
+                try:
+                    self.conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if not _is_busy(exc) or time.monotonic() >= deadline:
+                        if _is_busy(exc):
+                            raise sqlite3.OperationalError(
+                                f"database is locked: another writer held it for over {wait:.0f} s "
+                                f"(raise ${ENV_WRITE_WAIT} to wait longer)"
+                            ) from exc
+                        raise
+                    low, high = _POLL_S  # jitter from the clock: no `random` import on the read path
+                    time.sleep(low + (time.perf_counter_ns() % 1000) / 1000 * (high - low))
+        finally:
+            self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
     # -- reads ---------------------------------------------------------------------------------------------
 
@@ -229,20 +295,14 @@ class Catalog:
     ) -> tuple[Image, Artifact] | None:
         """The newest usable image of a (version, os, arch, channel) with an available copy in ``region``.
 
-        Usable: active, or deprecated with a deprecation date still ahead.
+        Usable: active, or deprecated with a deprecation date still ahead. One descent of the ``offers`` key
+        (region, version, os, arch, channel, build_time, seq): a miss costs what a hit costs.
         """
-        row = self.conn.execute(
-            f"SELECT {_LATEST_COLUMNS}"  # noqa: S608
-            " FROM images AS i CROSS JOIN artifacts AS a"
-            " WHERE i.kubernetes_version = ? AND i.os = ? AND i.arch = ? AND i.channel = ?"
-            " AND (i.status = 'active' OR (i.status = 'deprecated' AND i.deprecate_at > ?))"
-            " AND a.image_id = i.id AND a.region = ? AND a.state = 'available'"
-            " ORDER BY i.build_time DESC, i.rowid DESC LIMIT 1",
-            (kubernetes_version, os, arch, channel, now or iso(utc_now()), region),
-        ).fetchone()
-        if row is None:
+        row = self.conn.execute(LATEST_SQL, (region, kubernetes_version, os, arch, channel, now or iso(utc_now())))
+        found = row.fetchone()
+        if found is None:
             return None
-        image = self._with_artifacts([row])[0]
+        image = self.get(found[0])
         artifact = image.artifact(region)
         assert artifact is not None
         return image, artifact
@@ -251,16 +311,26 @@ class Catalog:
         self, *, kubernetes_version: str, os: str, channel: str, arch: str | None = None
     ) -> list[tuple[str, str]]:
         """(region, arch) pairs where the channel has a usable image of this version and OS."""
-        sql = (
-            "SELECT DISTINCT a.region, i.arch FROM images AS i JOIN artifacts AS a ON a.image_id = i.id"
-            " WHERE i.kubernetes_version = ? AND i.os = ? AND i.channel = ? AND i.status != 'retired'"
-            " AND a.state = 'available'"
-        )
-        params: list[Any] = [kubernetes_version, os, channel]
-        if arch is not None:
-            sql += " AND i.arch = ?"
-            params.append(arch)
-        return [(row[0], row[1]) for row in self.conn.execute(sql + " ORDER BY a.region, i.arch", params)]
+        # Seek region by region along the offers key (a handful of regions), then probe each (region, arch):
+        # some hundred index lookups instead of a scan of every offer.
+        pairs: list[tuple[str, str]] = []
+        region = ""
+        arches = (arch,) if arch is not None else sorted(ARCHES)
+        while True:
+            row = self.conn.execute(
+                "SELECT region FROM offers WHERE region > ? ORDER BY region LIMIT 1", (region,)
+            ).fetchone()
+            if row is None:
+                return pairs
+            region = row[0]
+            for candidate in arches:
+                hit = self.conn.execute(
+                    "SELECT 1 FROM offers WHERE region = ? AND kubernetes_version = ? AND os = ? AND arch = ?"
+                    " AND channel = ? LIMIT 1",
+                    (region, kubernetes_version, os, candidate, channel),
+                ).fetchone()
+                if hit:
+                    pairs.append((region, candidate))
 
     def history(self, image_id: str | None = None, limit: int | None = None) -> list[Event]:
         sql = "SELECT seq, at, image_id, region, action, detail, actor FROM events"
@@ -286,20 +356,52 @@ class Catalog:
 
     # -- writes --------------------------------------------------------------------------------------------
 
-    def ingest(self, images: Sequence[Image], *, source: str = "") -> IngestResult:
-        """Record builds; idempotent: a build already recorded with the same content is left as it is."""
+    def ingest(
+        self, images: Sequence[Image], *, source: str = "", chunk_seconds: float = CHUNK_SECONDS
+    ) -> IngestResult:
+        """Record builds; idempotent: a build already recorded with the same content is left as it is.
+
+        Builds are written in transactions of about ``chunk_seconds`` each (a batch that fits is one
+        transaction: all or nothing); between two chunks other writers get the lock. Each build (its record, its
+        copies, its event) is always in one transaction. A conflict stops the ingest: the builds of earlier
+        chunks stay recorded, and the error says how many; ingesting again after the fix adds the rest.
+        """
         result = IngestResult()
         pause = _test_pause()
         now = iso(utc_now())
         who = actor()
-        with self.write() as conn:
-            for count, image in enumerate(images, start=1):
-                detail = {"source": image.origin or source}
-                self._ingest_one(conn, image, now, who, result, action="ingested", detail=detail)
-                if pause and count == pause[0]:
-                    held = conn.execute("SELECT count(*) FROM images").fetchone()[0]
-                    print(f"{TEST_PAUSE_MARKER}: {held} images in the open transaction", file=sys.stderr, flush=True)
-                    time.sleep(pause[1])
+        done = committed = 0
+        while done < len(images) or result.transactions == 0:
+            if result.transactions:
+                time.sleep(CHUNK_GAP_S)  # a writer polling for the lock gets in here
+            try:
+                with self.write() as conn:
+                    started = time.monotonic()
+                    while done < len(images):
+                        image = images[done]
+                        detail = {"source": image.origin or source}
+                        self._ingest_one(conn, image, now, who, result, action="ingested", detail=detail)
+                        done += 1
+                        if pause and done == pause[0]:
+                            held = conn.execute("SELECT count(*) FROM images").fetchone()[0]
+                            print(
+                                f"{TEST_PAUSE_MARKER}: {held} images in the open transaction",
+                                file=sys.stderr,
+                                flush=True,
+                            )
+                            time.sleep(pause[1])
+                        if time.monotonic() - started >= chunk_seconds:
+                            break
+                    held_for = time.monotonic() - started
+            except ConflictError as exc:
+                if committed:
+                    raise ConflictError(
+                        f"{exc} (the {committed} build(s) before it are recorded; fix this one and ingest again)"
+                    ) from None
+                raise
+            committed = done
+            result.transactions += 1
+            result.longest_transaction_s = max(result.longest_transaction_s, held_for)
         return result
 
     def _ingest_one(
@@ -434,22 +536,37 @@ class Catalog:
             ),
         )
 
-    def add_discovered(self, images: Iterable[Image]) -> tuple[IngestResult, list[str]]:
-        """Record images rebuilt from EC2 tags (same rules as ingest); a conflicting one is skipped, with why."""
+    def add_discovered(
+        self, images: Iterable[Image], *, action: str = "discovered", source: str = "ec2"
+    ) -> tuple[IngestResult, list[str]]:
+        """Record images rebuilt from EC2 tags or SSM (same rules as ingest); a conflicting one is skipped, with why."""
         result = IngestResult()
         skipped: list[str] = []
         now = iso(utc_now())
         who = actor()
-        with self.write() as conn:
-            for image in images:
-                conn.execute("SAVEPOINT discovered")
-                try:
-                    self._ingest_one(conn, image, now, who, result, action="discovered", detail={"source": "ec2"})
-                except ConflictError as exc:
-                    conn.execute("ROLLBACK TO discovered")
-                    where = ", ".join(f"{a.region}:{a.artifact_id}" for a in image.artifacts)
-                    skipped.append(f"{where}: {exc}")
-                conn.execute("RELEASE discovered")
+        pending = list(images)
+        done = 0
+        while done < len(pending) or result.transactions == 0:
+            if result.transactions:
+                time.sleep(CHUNK_GAP_S)  # chunked like ingest: other writers get the lock in between
+            with self.write() as conn:
+                started = time.monotonic()
+                while done < len(pending):
+                    image = pending[done]
+                    done += 1
+                    conn.execute("SAVEPOINT discovered")
+                    try:
+                        self._ingest_one(conn, image, now, who, result, action=action, detail={"source": source})
+                    except ConflictError as exc:
+                        conn.execute("ROLLBACK TO discovered")
+                        where = ", ".join(f"{a.region}:{a.artifact_id}" for a in image.artifacts)
+                        skipped.append(f"{where}: {exc}")
+                    conn.execute("RELEASE discovered")
+                    if time.monotonic() - started >= CHUNK_SECONDS:
+                        break
+                held_for = time.monotonic() - started
+            result.transactions += 1
+            result.longest_transaction_s = max(result.longest_transaction_s, held_for)
         return result, skipped
 
     def set_channel(self, image_id: str, channel: str, *, action: str, reason: str) -> Image:
@@ -459,10 +576,10 @@ class Catalog:
             raise InputError(f"{action} needs a reason (--reason)")
         with self.write() as conn:
             image = self.get(image_id)
+            if image.channel == channel:
+                return image  # already there: a no-op, whatever the status
             if image.status != "active":
                 raise RefusedError(f"{image.id} is {image.status}; only active images change channel")
-            if image.channel == channel:
-                return image
             now = iso(utc_now())
             conn.execute("UPDATE images SET channel = ?, updated_at = ? WHERE id = ?", (channel, now, image.id))
             _event(conn, now, actor(), image.id, None, action, {"from": image.channel, "to": channel, "reason": reason})
@@ -606,10 +723,25 @@ def _event(
     )
 
 
-def _check_is_catalog(conn: sqlite3.Connection, path: Path) -> None:
+def _check_is_catalog(conn: sqlite3.Connection, path: str) -> None:
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if tables and "schema_version" not in tables:
         raise SchemaError(f"catalog {path}: an SQLite file but not a nodeforge catalog (no schema_version table)")
+
+
+def _write_wait() -> float:
+    raw = os.environ.get(ENV_WRITE_WAIT)
+    try:
+        return float(raw) if raw else WRITE_WAIT_S
+    except ValueError:
+        raise InputError(f"${ENV_WRITE_WAIT}={raw!r}: give seconds, e.g. 600") from None
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(exc) or "busy" in str(exc)
 
 
 def _test_pause() -> tuple[int, float] | None:

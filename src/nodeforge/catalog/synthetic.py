@@ -45,13 +45,13 @@ def write(path: Path, builds: list[dict[str, Any]], last_run_uuid: str | None = 
     return path
 
 
-def many(count: int, *, seed: int = 0, start: int = 1_700_000_000) -> list[dict[str, Any]]:
+def many(count: int, *, seed: int = 0, start: int = 1_700_000_000, max_regions: int = 3) -> list[dict[str, Any]]:
     """``count`` builds spread (pseudo-randomly, reproducibly) over versions, OSes, arches and 1 to 3 regions."""
     rng = random.Random(seed)  # noqa: S311 (test data, not secrets)
     builds = []
     for index in range(count):
         n = seed * 10_000_000 + index
-        regions = rng.sample(REGIONS, rng.randint(1, 3))
+        regions = rng.sample(REGIONS, rng.randint(1, max_regions))
         amis = {region: f"ami-{n * 4 + k:017x}" for k, region in enumerate(regions)}
         version = rng.choice(VERSIONS)
         builds.append(

@@ -6,9 +6,7 @@ is tagged after the fact); ``discover`` reads them back; Karpenter can select AM
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 from nodeforge.catalog.errors import InputError
 from nodeforge.catalog.model import (
@@ -24,6 +22,11 @@ from nodeforge.catalog.model import (
     Image,
     normalise_arch,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
 
 PREFIX = "nodeforge:"
 # The tag discover looks for: an AMI without it is not one of ours.

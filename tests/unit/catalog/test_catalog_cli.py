@@ -129,7 +129,7 @@ def test_a_bad_manifest_among_good_ones_writes_nothing(db: Path, manifest: Path,
     assert run_json(db, "list") == before
 
 
-def test_local_bake_manifest_with_defaults(db: Path, tmp_path: Path) -> None:
+def test_local_bake_manifest_with_a_rule(db: Path, tmp_path: Path) -> None:
     local = tmp_path / "local.json"
     build = synthetic.build(run="l1", amis={}, base_image="nodeforge/base:bookworm", template="local")
     build.update(builder_type="docker", artifact_id="nodeforge/node:dev1")
@@ -137,8 +137,11 @@ def test_local_bake_manifest_with_defaults(db: Path, tmp_path: Path) -> None:
         del build["custom_data"][key]
     local.write_text(json.dumps(synthetic.manifest([build])))
     missing = run(db, "ingest", str(local), code=2)
-    assert "builds[0].custom_data.os: missing" in missing.stderr
-    run(db, "ingest", str(local), "--default", "os=debian12", "--default", "arch=amd64")
+    assert "builds[0].custom_data.os: missing" in missing.stderr and "--rule 'build=node:os=al2023'" in missing.stderr
+    refused = run(db, "ingest", str(local), "--default", "os=debian12", "--default", "arch=amd64", code=2)
+    assert "--rule 'build=NAME:os=debian12,arch=amd64'" in refused.stderr  # the refusal names what fixes it
+    done = run_json(db, "ingest", str(local), "--rule", "build=node:os=debian12,arch=amd64")
+    assert done["notes"] == [f"{local}: builds[0] (node): os, arch from --rule 'build=node:os=debian12,arch=amd64'"]
     [image] = run_json(db, "list", "--region", "local")
     assert (image["os"], image["arch"], image["regions"]["local"]["image_id"]) == (
         "debian12",
@@ -163,11 +166,12 @@ def test_local_bake_manifest_with_defaults(db: Path, tmp_path: Path) -> None:
         (("latest", "--os", "al2023", "--region", "us-east-1"), 2, "--kubernetes-version is required"),
         (("show", "ami-0000000000000000f"), 3, "no image matches 'ami-0000000000000000f'"),
         (("promote", E1, "--reason", "x", "--to", "Prod!"), 2, "channel 'Prod!'"),
-        (("demote", E1, "--reason", "x"), 2, "bottom of candidate → stable"),
+        (("list", "--region", "us-east-7"), 2, "did you mean us-east-2, us-east-1 or us-west-2?"),
         (("retire", E1, "--region", "eu-west-1", "--yes"), 2, "has no copy there"),
         (("deprecate", E1, "--at", "soon", "--catalog-only"), 2, "--at 'soon'"),
         (("ingest", "nope.json"), 2, "nope.json: no such file"),
         (("ingest", "x.json", "--default", "os"), 2, "--default 'os': expected KEY=VALUE"),
+        (("ingest", "x.json", "--rule", "os=al2023"), 2, "--rule 'os=al2023': expected build=GLOB"),
         (("export", "karpenter", "-k", "1.30", "--os", "al2023"), 3, "no usable image"),
         (("publish", "--prefix", "/bad prefix/"), 2, "--prefix 'bad prefix'"),
         (("discover", "--region", "local"), 2, "--region 'local'"),
@@ -277,3 +281,75 @@ def test_mounts_as_a_sub_app(db: Path, manifest: Path) -> None:
     result = runner.invoke(root, ["catalog", "ingest", str(manifest), "--db", str(db), "-o", "json"])
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["new"] == 2
+
+
+def test_facts_from_ec2_for_builds_without_custom_data(
+    aws: AwsContext, moto_server: MotoServer, db: Path, tmp_path: Path
+) -> None:
+    """AMIs named and tagged the way amazon-eks-ami's template does (ami_name from its Makefile, tags Name,
+    kubernetes, containerd_version, source_ami_id, ...), in a manifest without custom_data."""
+
+    def eks_ami(region: str, name: str, arch: str, kubelet: str) -> str:
+        ec2 = aws.client("ec2", region)
+        ami = ec2.register_image(Name=name, Architecture=arch, RootDeviceName="/dev/xvda")["ImageId"]
+        tags = {
+            "Name": name,
+            "created": "20241109T101112Z",
+            "build_region": region,
+            "source_ami_id": "ami-0123456789abcdef0",
+            "source_ami_name": "al2023-ami-minimal-2023.6.20241031.0-kernel-6.1-" + arch,
+            "containerd_version": "1.7.23",
+            "kubernetes": f"{kubelet}/2024-11-08/bin/linux/{arch}",
+            "ssm_agent_version": "3.3.987.0",
+        }
+        ec2.create_tags(Resources=[ami], Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+        return ami
+
+    arm = eks_ami("us-west-2", "amazon-eks-al2023-arm64-node-1.31-v20241109", "arm64", "1.31.2")
+    x86 = eks_ami("us-west-2", "amazon-eks-node-1.30-v20241109", "x86_64", "1.30.6")  # AL2 naming
+    builds = [
+        {
+            "name": name,
+            "builder_type": "amazon-ebs",
+            "files": None,
+            "artifact_id": f"us-west-2:{ami}",
+            "packer_run_uuid": "run-eks",
+        }
+        for name, ami in (("arm", arm), ("x86", x86))
+    ]
+    path = tmp_path / "eks.json"
+    path.write_text(json.dumps({"builds": builds, "last_run_uuid": "run-eks"}))
+
+    refused = run(db, "ingest", str(path), "--no-ec2", code=2)
+    assert "builds[0].custom_data.kubernetes_version: missing" in refused.stderr and "--ec2" in refused.stderr
+    done = run_json(db, "ingest", str(path), "--endpoint-url", moto_server.url)
+    assert done["new"] == 2
+    assert done["notes"][0].endswith(
+        "builds[0] (arm): kubernetes_version, os, arch, kubelet_version, containerd_version, source_image, "
+        f"image_name, build_time from EC2 us-west-2:{arm}"
+    )
+    [image] = run_json(db, "list", "--arch", "arm64")
+    assert (image["kubernetes_version"], image["os"], image["arch"], image["name"]) == (
+        "1.31",
+        "al2023",
+        "arm64",
+        "amazon-eks-al2023-arm64-node-1.31-v20241109",
+    )
+    assert image["components"]["kubelet_version"] == "1.31.2"
+    assert image["components"]["containerd_version"] == "1.7.23"
+    assert image["build_time"] != "1970-01-01T00:00:00Z"  # CreationDate: the manifest had no build_time
+    [al2] = run_json(db, "list", "--os", "al2")
+    assert (al2["kubernetes_version"], al2["arch"]) == ("1.30", "x86_64")
+
+
+def test_promote_into_the_channel_an_image_is_in_is_a_no_op(db: Path, manifest: Path) -> None:
+    run(db, "ingest", str(manifest))
+    assert run_json(db, "promote", E1, "--reason", "soaked")["changed"] is True
+    events = len(run_json(db, "history", E1))
+    again = run_json(db, "promote", E1, "--reason", "again")  # already at the top of candidate → stable
+    assert again == {"catalog_id": again["catalog_id"], "from": "stable", "to": "stable", "changed": False}
+    assert "is already in stable; nothing changed" in run(db, "promote", E1, "--reason", "again").stdout
+    run(db, "deprecate", E1, "--at", "2031-01-01", "--catalog-only", "--reason", "EOL")
+    assert run_json(db, "promote", E1, "--to", "stable", "--reason", "x")["changed"] is False  # even deprecated
+    assert run_json(db, "demote", E2, "--reason", "x")["changed"] is False  # candidate is the bottom
+    assert len(run_json(db, "history", E1)) == events + 1  # only the deprecation was recorded

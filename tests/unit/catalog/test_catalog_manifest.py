@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from nodeforge.catalog import synthetic
-from nodeforge.catalog.errors import ManifestError
-from nodeforge.catalog.manifest import parse_manifest, read_manifest
+from nodeforge.catalog.errors import InputError, ManifestError
+from nodeforge.catalog.manifest import parse_manifest, parse_rule, read_manifest
 
 AMI_A = "ami-0abc12345678def90"
 AMI_B = "ami-0def12345678abc90"
@@ -96,17 +96,21 @@ def test_docker_digest_artifact_is_region_local() -> None:
     assert [(a.region, a.artifact_id) for a in image.artifacts] == [("local", "sha256:" + "a" * 64)]
 
 
-def test_local_bake_manifest_with_defaults() -> None:
-    [image] = parse(LOCAL_MANIFEST, defaults={"os": "debian12", "arch": "amd64"})
+def test_local_bake_manifest_with_a_rule() -> None:
+    [image] = parse(LOCAL_MANIFEST, rules=[parse_rule("build=node:os=debian12,arch=amd64")])
     assert (image.os, image.arch, image.kubernetes_version) == ("debian12", "x86_64", "1.31")
     assert image.source_image == "nodeforge/base:bookworm-c2d0c8f73bd1"  # base_image is read as source_image
     assert image.name == "nodeforge/node:dev1"
     assert image.artifacts[0].region == "local"
 
 
-def test_defaults_never_override_the_manifest() -> None:
-    [image] = parse(LOCAL_MANIFEST, defaults={"os": "debian12", "arch": "arm64", "kubernetes_version": "1.20"})
-    assert image.kubernetes_version == "1.31"
+def test_rules_never_override_the_manifest() -> None:
+    notes: list[str] = []
+    rules = [parse_rule("build=*:os=debian12,arch=arm64,kubernetes_version=1.20"), parse_rule("build=other:os=x")]
+    [image] = parse(LOCAL_MANIFEST, rules=rules, notes=notes)
+    assert (image.kubernetes_version, image.arch) == ("1.31", "arm64")
+    assert "os, arch from --rule 'build=*:os=debian12,arch=arm64,kubernetes_version=1.20'" in notes[0]
+    assert "--rule 'build=other:os=x' matched no build" in notes[1]  # nothing dropped silently
 
 
 def test_last_run_only_and_several_runs() -> None:
@@ -161,7 +165,11 @@ BAD = {
     "builds not a list": ({"builds": {}}, "builds", "must be a list"),
     "builds empty": ({"builds": []}, "builds", "empty"),
     "build not an object": ({"builds": ["x"]}, "builds[0]", "must be an object"),
-    "no custom_data": (with_build(custom_data=None), "builds[0].custom_data", "missing"),
+    "no custom_data": (
+        with_build(custom_data=None),
+        "builds[0].custom_data.kubernetes_version",
+        "--rule 'build=node:kubernetes_version=1.31'",
+    ),
     "custom_data a list": (with_build(custom_data=[]), "builds[0].custom_data", "must be an object"),
     "no arch": (with_data(arch=None), "builds[0].custom_data.arch", "missing"),
     "no os": (with_data(os=None), "builds[0].custom_data.os", "missing"),
@@ -174,7 +182,6 @@ BAD = {
     "patch version": (with_data(kubernetes_version="1.31.2"), "builds[0].custom_data.kubernetes_version", "minor"),
     "bad os": (with_data(os="Amazon Linux"), "builds[0].custom_data.os", "not an OS name"),
     "number in custom_data": (with_data(kubelet_version=1.31), "builds[0].custom_data.kubelet_version", "string"),
-    "reserved key": (with_data(channel="stable"), "builds[0].custom_data.channel", "reserved"),
     "bad account": (with_data(account_id="12345"), "builds[0].custom_data.account_id", "12-digit"),
     "no colon": (with_build(artifact_id="us-east-1ami-1"), "builds[0].artifact_id", "is not region:ami-id"),
     "no ami": (with_build(artifact_id="us-east-1:"), "builds[0].artifact_id", "no AMI id"),
@@ -193,7 +200,12 @@ BAD = {
         "builds[0].artifact_id",
         "64 hex",
     ),
-    "unsupported builder": (with_build(builder_type="qemu"), "builds[0].builder_type", "unsupported builder 'qemu'"),
+    "9th region unknown": (
+        with_build(artifact_id=f"us-east-1:{AMI_A},us-east-7:{AMI_B}"),
+        "builds[0].artifact_id",
+        "did you mean us-east-2",
+    ),
+    "rule-less arch": (with_data(arch=None), "builds[0].custom_data.arch", "--rule 'build=node:arch=arm64'"),
     "build_time text": (with_build(build_time="yesterday"), "builds[0].build_time", "Unix seconds"),
     "no run uuid": (with_build(packer_run_uuid=None), "builds[0].packer_run_uuid", "missing"),
     "last_run_uuid unknown": ({**good(), "last_run_uuid": "nope"}, "last_run_uuid", "matches no build"),
@@ -250,3 +262,137 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
     binary.write_bytes(b"\xff\xfe\x00")
     with pytest.raises(ManifestError, match="not UTF-8"):
         read_manifest(binary)
+
+
+NINE = (
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "eu-west-1",
+    "eu-central-1",
+    "ap-northeast-1",
+    "ap-southeast-2",
+    "sa-east-1",
+)
+
+
+def real_shaped_manifest() -> dict:
+    """Written after the manifest post-processor's format (packer/post-processor/manifest: name, builder_type,
+    build_time (absent with strip_time), files, artifact_id, packer_run_uuid, custom_data, last_run_uuid): two
+    runs of amazon-ebs builds without custom_data, one with a 9-region artifact_id, a googlecompute build in the
+    same run, a docker build whose custom_data reuses catalog field names."""
+    nine = ",".join(f"{region}:ami-0{index:016x}" for index, region in enumerate(NINE, start=1))
+    return {
+        "builds": [
+            {
+                "name": "al2023-x86",
+                "builder_type": "amazon-ebs",
+                "build_time": 1729000000,
+                "files": None,
+                "artifact_id": "us-west-2:ami-0aa00000000000001",
+                "packer_run_uuid": "7c1d4c2e-run-1",
+            },
+            {
+                "name": "al2023-x86",
+                "builder_type": "amazon-ebs",
+                "build_time": 1731000000,
+                "files": None,
+                "artifact_id": nine,
+                "packer_run_uuid": "9e2f6a10-run-2",
+            },
+            {
+                "name": "al2023-arm",
+                "builder_type": "amazon-ebs",
+                "files": None,
+                "artifact_id": "us-west-2:ami-0bb00000000000001,eu-west-1:ami-0bb00000000000002",
+                "packer_run_uuid": "9e2f6a10-run-2",
+            },
+            {
+                "name": "gce",
+                "builder_type": "googlecompute",
+                "build_time": 1731000100,
+                "files": None,
+                "artifact_id": "eks-node-al2023-1-31-v20241109",
+                "packer_run_uuid": "9e2f6a10-run-2",
+            },
+            {
+                "name": "local",
+                "builder_type": "docker",
+                "build_time": 1731000200,
+                "files": [{"name": "rootfs.tar", "size": 123}],
+                "artifact_id": "sha256:" + "c" * 64,
+                "packer_run_uuid": "9e2f6a10-run-2",
+                "custom_data": {
+                    "kubernetes_version": "1.31",
+                    "os": "debian12",
+                    "arch": "x86_64",
+                    "build_time": "2024-11-07",
+                    "name": "nightly",
+                    "channel": "beta",
+                },
+            },
+        ],
+        "last_run_uuid": "9e2f6a10-run-2",
+    }
+
+
+def test_a_real_shaped_manifest_with_per_build_rules(tmp_path: Path) -> None:
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(real_shaped_manifest(), indent=2))
+    rules = [
+        parse_rule("build=al2023-x86:kubernetes_version=1.31,os=al2023,arch=x86_64"),
+        parse_rule("build=al2023-arm:kubernetes_version=1.31,os=al2023,arch=arm64,build_time=1731000050"),
+    ]
+    notes: list[str] = []
+    images = read_manifest(path, rules=rules, notes=notes)
+    by_key = {image.build_key: image for image in images}
+    assert sorted(by_key) == [
+        "packer:7c1d4c2e-run-1:al2023-x86",
+        "packer:9e2f6a10-run-2:al2023-arm",
+        "packer:9e2f6a10-run-2:al2023-x86",
+        "packer:9e2f6a10-run-2:local",
+    ]
+    x86 = by_key["packer:9e2f6a10-run-2:al2023-x86"]
+    assert [a.region for a in x86.artifacts] == list(NINE)
+    arm = by_key["packer:9e2f6a10-run-2:al2023-arm"]
+    assert (arm.arch, arm.build_time) == ("arm64", 1731000050)  # never one default for all builds
+    local = by_key["packer:9e2f6a10-run-2:local"]
+    assert local.extra == {"custom.build_time": "2024-11-07", "custom.name": "nightly", "custom.channel": "beta"}
+    assert local.channel == "candidate" and local.build_time == 1731000200
+    assert any("builds[3] (gce, googlecompute): skipped" in note for note in notes)
+    assert any("builds[4].custom_data.name: kept as extra component custom.name" in note for note in notes)
+    [only_last] = [i for i in read_manifest(path, rules=rules, last_run_only=True) if i.name.startswith("al2023-x86")]
+    assert only_last.build_key == "packer:9e2f6a10-run-2:al2023-x86"
+
+
+def test_a_build_without_facts_is_refused_with_its_fixes(tmp_path: Path) -> None:
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(real_shaped_manifest()))
+    with pytest.raises(ManifestError) as caught:
+        read_manifest(path, rules=[parse_rule("build=al2023-x86:kubernetes_version=1.31,os=al2023,arch=x86_64")])
+    message = str(caught.value)
+    assert caught.value.field == "builds[2].custom_data.kubernetes_version"
+    for fix in (
+        "custom_data",
+        "--ec2",
+        "--rule 'ami=AMI_NAME_GLOB:kubernetes_version=1.31'",
+        "--rule 'build=al2023-arm:kubernetes_version=1.31'",
+    ):
+        assert fix in message
+    with pytest.raises(ManifestError, match=r"builds\[2\]\.build_time: missing .*strip_time.*build_time=UNIX_SECONDS"):
+        read_manifest(path, rules=[parse_rule("build=al2023-*:kubernetes_version=1.31,os=al2023,arch=arm64")])
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        ("al2023:os=al2023", "expected build=GLOB:KEY=VALUE"),
+        ("build=x:os", "'os' is not KEY=VALUE"),
+        ("build=x:colour=red", "'colour' is not a field a rule can set"),
+        ("name=x:os=al2", "expected build=GLOB"),
+    ],
+)
+def test_bad_rules(spec: str, words: str) -> None:
+    with pytest.raises(InputError, match=words):
+        parse_rule(spec)

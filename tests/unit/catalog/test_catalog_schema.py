@@ -86,3 +86,48 @@ def test_default_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert default_path() == tmp_path / "team.db"
     with Catalog.open() as catalog:
         assert catalog.path == tmp_path / "team.db"
+
+
+def test_a_version_1_catalog_gets_its_offers(db: Path) -> None:
+    """Migration 2 fills `offers` from what a version-1 catalog holds; triggers keep it from then on."""
+    conn = raw(db)
+    migrate(conn, MIGRATIONS[:1])
+    row = (
+        "nf-000000000001",
+        "packer:r:n",
+        "n",
+        "amazon-ebs",
+        "1.31",
+        "al2023",
+        "x86_64",
+        5,
+        "sha256:x",
+        "m.json",
+        "stable",
+        "active",
+        "t",
+        "t",
+    )
+    conn.execute(
+        "INSERT INTO images (id, build_key, name, builder_type, kubernetes_version, os, arch, build_time, digest,"
+        " origin, channel, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        row,
+    )
+    for region, ami, state in (
+        ("us-east-1", "ami-0a000000000000001", "available"),
+        ("eu-west-1", "ami-0b000000000000001", "retired"),
+    ):
+        conn.execute(
+            "INSERT INTO artifacts (image_id, region, artifact_id, state) VALUES (?, ?, ?, ?)",
+            ("nf-000000000001", region, ami, state),
+        )
+    conn.close()
+    with Catalog.open(db) as catalog:
+        assert catalog.schema_version() == LATEST
+        query = {"kubernetes_version": "1.31", "os": "al2023", "arch": "x86_64", "channel": "stable"}
+        found = catalog.latest(region="us-east-1", **query)
+        assert found is not None and found[1].artifact_id == "ami-0a000000000000001"
+        assert catalog.latest(region="eu-west-1", **query) is None  # retired copies are not offered
+        catalog.set_channel("nf-000000000001", "candidate", action="demoted", reason="test")
+        assert catalog.latest(region="us-east-1", **query) is None
+        assert catalog.latest(region="us-east-1", **{**query, "channel": "candidate"}) is not None

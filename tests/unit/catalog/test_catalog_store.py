@@ -10,7 +10,7 @@ from nodeforge.catalog import synthetic
 from nodeforge.catalog.errors import ConflictError, InputError, NotFoundError, RefusedError
 from nodeforge.catalog.manifest import parse_manifest
 from nodeforge.catalog.model import Image
-from nodeforge.catalog.store import Catalog, ImageFilter
+from nodeforge.catalog.store import LATEST_SQL, Catalog, ImageFilter
 
 E1, E2, E3, E4 = (f"ami-0e{n:015x}" for n in range(1, 5))
 W1, W2 = (f"ami-0f{n:015x}" for n in range(1, 3))
@@ -164,19 +164,19 @@ def test_latest_breaks_build_time_ties_by_insertion(catalog: Catalog) -> None:
 
 
 def test_latest_and_owner_lookups_use_indexes(catalog: Catalog) -> None:
-    plan = " | ".join(
+    query = ("r", "1.31", "al2023", "x", "s", "")
+    plan = " | ".join(row[3] for row in catalog.conn.execute("EXPLAIN QUERY PLAN " + LATEST_SQL, query))
+    # One descent of the offers key (region, version, os, arch, channel) then newest first: a miss is as cheap.
+    key = "region=? AND kubernetes_version=? AND os=? AND arch=? AND channel=?"
+    assert f"SEARCH offers USING PRIMARY KEY ({key})" in plan
+    assert "TEMP B-TREE" not in plan  # no sort: the key gives the order
+    newest = " | ".join(
         row[3]
         for row in catalog.conn.execute(
-            "EXPLAIN QUERY PLAN SELECT i.id FROM images AS i CROSS JOIN artifacts AS a"
-            " WHERE i.kubernetes_version = ? AND i.os = ? AND i.arch = ? AND i.channel = ?"
-            " AND (i.status = 'active' OR (i.status = 'deprecated' AND i.deprecate_at > ?))"
-            " AND a.image_id = i.id AND a.region = ? AND a.state = 'available'"
-            " ORDER BY i.build_time DESC, i.rowid DESC LIMIT 1",
-            ("1.31", "al2023", "x86_64", "stable", "", "us-east-1"),
+            "EXPLAIN QUERY PLAN SELECT id FROM images ORDER BY build_time DESC, rowid DESC LIMIT 20"
         )
     )
-    assert "USING INDEX images_latest" in plan and "PRIMARY KEY" in plan
-    assert "TEMP B-TREE" not in plan  # no sort: the index gives the order
+    assert "images_built" in newest and "TEMP B-TREE" not in newest  # `list --limit 20` reads 20 rows
     owner_plan = catalog.conn.execute(
         "EXPLAIN QUERY PLAN SELECT image_id FROM artifacts WHERE region = ? AND artifact_id = ?"
         " UNION ALL SELECT image_id FROM artifacts WHERE region = ? AND artifact_id = ?",
@@ -230,3 +230,24 @@ def test_deprecate_records_date_and_is_idempotent(catalog: Catalog) -> None:
 def test_history_limit_keeps_the_latest(catalog: Catalog) -> None:
     catalog.ingest(images(*(b(f"r{n}", {"us-east-1": f"ami-0a{n:015x}"}) for n in range(5))))
     assert [e.seq for e in catalog.history(limit=2)] == [4, 5]
+
+
+def test_a_large_ingest_commits_in_chunks_and_a_late_conflict_keeps_the_earlier_ones(catalog: Catalog) -> None:
+    catalog.ingest(images(b("held", {"us-east-1": "ami-0c000000000000009"})))
+    batch = images(*(b(f"r{n}", {"us-east-1": f"ami-0d{n:015x}"}) for n in range(3)))
+    result = catalog.ingest(batch, chunk_seconds=0)  # every build its own transaction
+    assert (len(result.new), result.transactions) == (3, 3)
+    clash = images(
+        b("s1", {"us-east-1": "ami-0e000000000000001"}),
+        b("s2", {"us-east-1": "ami-0e000000000000002"}),
+        b("s3", {"us-east-1": "ami-0c000000000000009"}),  # the AMI of build "held"
+    )
+    with pytest.raises(ConflictError, match=r"the 2 build\(s\) before it are recorded; fix this one and ingest again"):
+        catalog.ingest(clash, chunk_seconds=0)
+    assert {i.build_key for i in catalog.list()} >= {"packer:s1:node", "packer:s2:node"}
+    with pytest.raises(ConflictError) as whole:  # a batch that fits one chunk stays all or nothing
+        catalog.ingest(
+            images(b("t1", {"us-east-1": "ami-0f000000000000001"}), b("t2", {"us-east-1": "ami-0c000000000000009"}))
+        )
+    assert "before it are recorded" not in str(whole.value)
+    assert "packer:t1:node" not in {i.build_key for i in catalog.list()}
