@@ -1,0 +1,52 @@
+"""`nodeforge launch` and `nodeforge verify --ssh`: bad input is refused before anything boots, naming the input."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from nodeforge.cli import app
+
+runner = CliRunner()
+
+
+def test_launch_of_a_missing_image_names_it(tmp_path):
+    result = runner.invoke(app, ["launch", str(tmp_path / "nope.tar")])
+    assert result.exit_code == 2
+    assert "nope.tar: no such image" in result.output
+
+
+def test_launch_refuses_a_file_that_is_neither_disk_nor_tar(tmp_path):
+    junk = tmp_path / "junk.img"
+    junk.write_bytes(b"\0" * 4096)
+    result = runner.invoke(app, ["launch", str(junk)])
+    assert result.exit_code == 2
+    assert "neither a bootable disk image" in result.output
+
+
+def test_launch_refuses_unknown_firmware_and_imds_mode(tmp_path):
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(b"\0" * 510 + b"\x55\xaa")
+    result = runner.invoke(app, ["launch", str(disk), "--firmware", "coreboot"])
+    assert result.exit_code == 2 and "--firmware" in result.output
+    result = runner.invoke(app, ["launch", str(disk), "--imds", "v3"])
+    assert result.exit_code == 2 and "--imds" in result.output
+
+
+def test_launch_refuses_unreadable_user_data(tmp_path):
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(b"\0" * 510 + b"\x55\xaa")
+    result = runner.invoke(app, ["launch", str(disk), "--user-data", str(tmp_path / "missing.mime")])
+    assert result.exit_code == 2 and "missing.mime" in result.output
+
+
+def test_verify_needs_an_image_or_ssh_but_not_both():
+    assert runner.invoke(app, ["verify"]).exit_code == 2
+    result = runner.invoke(app, ["verify", "nodeforge/node:x", "--ssh", "ec2-user@127.0.0.1:22"])
+    assert result.exit_code == 2
+
+
+def test_verify_ssh_refuses_a_bad_target_and_a_missing_key(tmp_path):
+    result = runner.invoke(app, ["verify", "--ssh", "127.0.0.1:22"])
+    assert result.exit_code == 2 and "USER@HOST" in result.output
+    result = runner.invoke(app, ["verify", "--ssh", "ec2-user@127.0.0.1:22", "-i", str(tmp_path / "nokey")])
+    assert result.exit_code == 2 and "nokey" in result.output
