@@ -58,10 +58,10 @@ def _unit(name: str) -> dict[str, str]:
     return props
 
 
-def _read(path: str) -> str:
+def _read(path: str, limit: int = MAX_FILE) -> str:
     try:
         with Path(path).open("rb") as fh:
-            return fh.read(MAX_FILE).decode("utf-8", "replace")
+            return fh.read(limit).decode("utf-8", "replace")
     except OSError as exc:
         return f"<unreadable: {exc.strerror}>"
 
@@ -108,7 +108,7 @@ def main() -> None:
         "boots": len([line for line in boots.splitlines() if line.strip()]) if boots_rc == 0 else 0,
         "cloud_init_status": ci_status.strip().splitlines(),
         "cloud_init_result": _read("/run/cloud-init/result.json"),
-        "cloud_init_output": _read("/var/log/cloud-init-output.log")[-8000:],
+        "cloud_init_output": _read("/var/log/cloud-init-output.log", 4 * MAX_FILE),
         "kubelet_args": _read(KUBELET_ARGS).splitlines() if Path(KUBELET_ARGS).exists() else None,
         "files": _files(),
         "container": _container_run(),
