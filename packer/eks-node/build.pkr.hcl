@@ -4,10 +4,10 @@ build {
   sources = ["source.amazon-ebs.eks-node"]
 
   provisioner "shell" {
-    # Let cloud-init finish (it may still hold the package manager), and make sure Ansible has its Python.
+    # Let cloud-init finish (it may still hold the package manager). The playbook's first play (roles/target_python)
+    # gives Ansible its Python (AL2: python3.8 from amazon-linux-extras).
     inline = [
       "sudo cloud-init status --wait >/dev/null 2>&1 || true",
-      "test -x ${local.os_setting.python} || sudo yum install -y python3",
     ]
   }
 

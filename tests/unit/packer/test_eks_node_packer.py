@@ -96,6 +96,7 @@ def test_legacy_copy_drops_only_what_1_6_6_lacks(tmp_path, template):
 
 # --- packer validate -----------------------------------------------------------------------------------------
 
+
 def minor_of(path: Path) -> int:
     return int(path.name.removesuffix(".pkrvars.hcl").split(".")[1])
 
