@@ -53,5 +53,10 @@ build {
     post-processor "shell-local" {
       inline = ["python3 '${path.root}/scripts/merge_versions.py' '${var.manifest_path}' '${local.image_components_path}' '${local.build_id}'"]
     }
+
+    # Replace the AMIs' placeholder containerd/runc/kernel tags, in every region, by the measured versions.
+    post-processor "shell-local" {
+      inline = ["${var.nodeforge_command} tag-images '${var.manifest_path}' '${local.build_id}'"]
+    }
   }
 }

@@ -513,3 +513,13 @@ variable "manifest_path" {
     error_message = "The manifest_path must be a path ending in .json."
   }
 }
+
+variable "nodeforge_command" {
+  type        = string
+  description = "How the post-processors and the self-verification step run the nodeforge CLI on the machine running Packer (the checkout's venv: nodeforge, or e.g. .venv/bin/nodeforge)."
+  default     = "nodeforge"
+  validation {
+    condition     = length(var.nodeforge_command) > 0 && length(split("'", var.nodeforge_command)) == 1
+    error_message = "The nodeforge_command must be a non-empty command without single quotes."
+  }
+}

@@ -195,6 +195,7 @@ def _mount_subcommands() -> None:
     from nodeforge.settings_cli import app as settings_app
 
     app.command("build-vars")(packer_cli.build_vars)
+    app.command("tag-images")(packer_cli.tag_images_cmd)
     app.add_typer(catalog_app, name="catalog")
     app.add_typer(image_app, name="image")
     app.add_typer(settings_app, name="settings")

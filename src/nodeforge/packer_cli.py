@@ -161,3 +161,25 @@ def _cwd_base(root: Path) -> Path | None:
     """Print paths relative to the working directory when the checkout is (in) it, else absolute."""
     cwd = Path.cwd().resolve()
     return cwd if root.resolve().is_relative_to(cwd) else None
+
+
+@app.command("tag-images")
+def tag_images_cmd(
+    manifest: Annotated[Path, typer.Argument(help="The Packer manifest (packer/eks-node's manifest_path)")],
+    build_id: Annotated[str, typer.Argument(help="The build's build_id (custom_data.build_id)")],
+) -> None:
+    """Tag the build's AMIs and snapshots, in every region, with the containerd, runc and kernel versions the image's
+    component manifest recorded (packer/eks-node's last post-processor)."""
+    from nodeforge.ami_tags import TagImagesError, tag_images
+
+    try:
+        tagged = tag_images(manifest, build_id)
+    except TagImagesError as exc:
+        typer.echo(f"tag-images: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    except Exception as exc:  # botocore: credentials, permissions, throttling
+        typer.echo(f"tag-images: tagging failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    for image in tagged:
+        versions = " ".join(f"{key}={value}" for key, value in image.tags.items())
+        typer.echo(f"{image.region} {image.image_id} (+{len(image.snapshot_ids)} snapshots): {versions}")

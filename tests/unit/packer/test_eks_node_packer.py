@@ -222,6 +222,7 @@ BAD_CASES = [
     ("source_ami_owners", '["amzn"]', "The source_ami_owners must list 12-digit account ids"),
     ("source_ami_owners", "[]", "The source_ami_owners must list 12-digit account ids"),
     ("root_volume_type", "st1", "The root_volume_type must be gp3, gp2, io1 or io2"),
+    ("nodeforge_command", "", "The nodeforge_command must be a non-empty command"),
 ]
 # Combinations of valid variables that cannot build: the template's refusals (locals.pkr.hcl refusal_checks).
 REFUSAL = "CANNOT BUILD:"
@@ -492,6 +493,12 @@ def test_post_processors_write_the_manifest_contract(tmp_path):
     components.parent.mkdir(parents=True)
     packages = {"kernel": "5.10.230", "containerd": "1.7.27", "runc": "1.1.14"}
     components.write_text(json.dumps({"os": {"version": "2"}, "packages": packages}))
+    # The tag-images step needs AWS: a stand-in nodeforge records how it is called (tests/unit/packer/test_ami_tags.py
+    # runs the real command against moto).
+    calls = tmp_path / "nodeforge-calls"
+    stub = tmp_path / "nodeforge-stub"
+    stub.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    stub.chmod(0o755)
     proc = run_packer(
         [
             "build",
@@ -504,11 +511,14 @@ def test_post_processors_write_the_manifest_contract(tmp_path):
             "build_id=dry1",
             "-var",
             "git_commit=0123abcd",
+            "-var",
+            f"nodeforge_command={stub}",
             "packer/eks-node",
         ],
         cwd=root,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert calls.read_text() == "tag-images build/eks-node/manifest.json dry1\n", "tagged after the merge"
     document = json.loads((root / "build" / "eks-node" / "manifest.json").read_text())
     (build,) = document["builds"]
     assert build["custom_data"] == {

@@ -75,7 +75,8 @@ def provisioners(build: dict[str, Any], kind: str) -> list[dict[str, Any]]:
     return [body[kind] for body in build.get("provisioner", []) if kind in body]
 
 
-def post_processor(build: dict[str, Any], kind: str) -> dict[str, Any]:
+def post_processor(build: dict[str, Any], kind: str, index: int | None = None) -> dict[str, Any]:
+    """The one post-processor of that kind, or the index-th of several."""
     found = [
         item[kind]
         for chain in build.get("post-processors", [])
@@ -83,6 +84,8 @@ def post_processor(build: dict[str, Any], kind: str) -> dict[str, Any]:
         if kind in item
     ]
     found += [item[kind] for item in build.get("post-processor", []) if kind in item]
+    if index is not None:
+        return found[index]
     assert len(found) == 1, f"one {kind} post-processor"
     return found[0]
 
@@ -425,10 +428,12 @@ def test_manifest_custom_data_contract(template, resolver, os_name, arch):
     assert data["build_id"] == "20250102T030405Z"
     assert (data["kernel_version"], data["runc_version"], data["containerd_version"]) == ("", "", "")
 
-    merge = value(post_processor(the_build(template), "shell-local"))
+    merge = value(post_processor(the_build(template), "shell-local", 0))
     (command,) = merge["inline"]
     assert "scripts/merge_versions.py" in command
     assert (TEMPLATE_DIR / "scripts" / "merge_versions.py").is_file()
+    (tag,) = value(post_processor(the_build(template), "shell-local", 1))["inline"]
+    assert tag == "nodeforge tag-images 'build/eks-node/manifest.json' '20250102T030405Z'", "tags after the merge"
 
 
 def test_catalog_ingests_the_manifest(template, resolver):
