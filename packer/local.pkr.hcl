@@ -144,6 +144,22 @@ variable "nodeforge_command" {
   }
 }
 
+variable "self_verify" {
+  type        = bool
+  description = "Run `nodeforge verify-build` against the build instance before the image is committed (tests/infra, CIS table, hygiene scan); a failure fails the build. The step packer/eks-node runs before an AMI is registered."
+  default     = true
+}
+
+variable "verify_dir" {
+  type        = string
+  description = "Where the self-verification step writes its log, junit reports and verify-build.json."
+  default     = "build/local/verify-build"
+  validation {
+    condition     = length(var.verify_dir) > 0 && length(split("'", var.verify_dir)) == 1
+    error_message = "The verify_dir must be a non-empty path without single quotes."
+  }
+}
+
 locals {
   # docker run options for a systemd instance on this kind of host (see ../shared/notes/substrate.md):
   # every capability but SYS_RESOURCE (host lacks it) and SYS_TIME (keep the host clock safe).
@@ -210,6 +226,15 @@ build {
     direction   = "download"
     source      = "/etc/nodeforge/image-manifest.json"
     destination = var.components_path
+  }
+
+  # The build verifies itself, on the live build instance over Packer's communicator (here the container, by id),
+  # before the image is committed: the same step as packer/eks-node's before an AMI is registered.
+  provisioner "shell-local" {
+    inline = [
+      "if [ '${var.self_verify}' != true ]; then echo 'self-verification skipped (self_verify = false)'; exit 0; fi",
+      "${var.nodeforge_command} verify-build 'docker://${build.ID}' --out '${var.verify_dir}'",
+    ]
   }
 
   post-processors {

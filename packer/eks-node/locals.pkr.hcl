@@ -115,7 +115,15 @@ locals {
     containerd_package_version   = var.containerd_package_version
     node_base_time_sync_servers  = var.time_sync_servers
     ansible_python_interpreter   = local.os_setting.python
+    # sysprep runs as its own step (playbooks/sysprep.yml) once the instance has verified itself over SSH
+    nodeforge_sysprep = false
   }
+  sysprep_playbook_file = "${path.root}/../../playbooks/sysprep.yml"
+
+  # The self-verification step's outputs, and the hygiene scan that runs on the instance after sysprep.
+  verify_dir          = "${dirname(var.manifest_path)}/${local.image_name}.verify"
+  hygiene_script      = "${path.root}/../../src/nodeforge/hygiene.py"
+  hygiene_remote_path = "/dev/shm/nodeforge-hygiene.py"
 
   # session_manager: AL2023 minimal ships no SSM agent, so the build instance installs and starts it from its
   # user data (cloud-init), before Packer connects through Session Manager. (The node playbook installs it too.)

@@ -345,7 +345,12 @@ def local_template_playbook() -> str:
 @pytest.mark.parametrize(("os_name", "arch"), COMBOS)
 def test_same_playbook_as_the_local_bake(template, resolver, os_name, arch):
     _, value = resolver(os=os_name, arch=arch)
-    (ansible,) = provisioners(the_build(template), "ansible")
+    ansible, sysprep = provisioners(the_build(template), "ansible")
+    sysprep = value(sysprep)
+    assert posixpath.normpath(sysprep["playbook_file"]) == str(REPO / "playbooks" / "sysprep.yml")
+    assert json.loads(sysprep["extra_arguments"][1]) == {
+        "ansible_python_interpreter": {"al2023": "/usr/bin/python3", "al2": "/usr/bin/python3.8"}[os_name]
+    }
     ansible = value(ansible)
     playbook = posixpath.normpath(ansible["playbook_file"])
     assert playbook == local_template_playbook() == str(REPO / "playbooks" / "node.yml")
@@ -366,6 +371,7 @@ def test_same_playbook_as_the_local_bake(template, resolver, os_name, arch):
         "containerd_package_version": "",
         "node_base_time_sync_servers": ["169.254.169.123"],
         "ansible_python_interpreter": {"al2023": "/usr/bin/python3", "al2": "/usr/bin/python3.8"}[os_name],
+        "nodeforge_sysprep": False,
     }
 
 
@@ -396,13 +402,42 @@ def test_components_manifest_path_is_the_roles(template, resolver):
     _, value = resolver()
     remote = value(local_exprs(template)["image_components_remote_path"])
     assert remote == yaml.safe_load(defaults.read_text())["image_manifest_path"]
-    (download,) = provisioners(the_build(template), "file")
+    download, _upload = provisioners(the_build(template), "file")
     download = value(download)
     assert download == {
         "direction": "download",
         "source": remote,
         "destination": "build/eks-node/nodeforge-eks-node-1.31-al2023-x86_64-20250102T030405Z.components.json",
     }
+
+
+def test_the_build_verifies_itself_before_the_ami_is_registered(template, resolver):
+    """Order: node playbook (no sysprep) -> component manifest -> verify-build over SSH (tests/infra, CIS) ->
+    sysprep playbook -> hygiene scan on the instance. Each step fails the build on failure; the AMI is registered
+    only after the last provisioner."""
+    _, value = resolver(os="al2")
+    build = the_build(template)
+    order = [next(iter(item)) for item in build["provisioner"]]
+    assert order == ["shell", "ansible", "file", "shell-local", "ansible", "file", "shell"]
+    (verify,) = provisioners(build, "shell-local")
+    script = "\n".join(value(verify)["inline"])
+    assert script.startswith("set -e\n"), "a failing verify-build fails the step"
+    assert "<<'NODEFORGE_BUILD_KEY'\n${build.SSHPrivateKey}\nNODEFORGE_BUILD_KEY" in script
+    assert (
+        "nodeforge verify-build 'ssh://${build.User}@${build.Host}:${build.Port}' --ssh-key \"$key\" --sudo "
+        "--no-sysprep-checks --no-hygiene --out 'build/eks-node/nodeforge-eks-node-1.31-al2-x86_64-20250102T030405Z"
+        ".verify'"
+    ) in script
+    _, upload = provisioners(build, "file")
+    upload = value(upload)
+    assert Path(posixpath.normpath(upload["source"])) == REPO / "src" / "nodeforge" / "hygiene.py"
+    _, scan = provisioners(build, "shell")
+    (command,) = value(scan)["inline"]
+    assert command == (
+        "sudo sh -c 'tar --one-file-system --numeric-owner -C / -cf - . | /usr/bin/python3.8 "
+        f"{upload['destination']} -'; status=$?; rm -f {upload['destination']}; exit $status"
+    )
+    assert upload["destination"].startswith("/dev/shm/"), "a tmpfs: the scanner itself never lands in the image"
 
 
 # --- the manifest contract -----------------------------------------------------------------------------------
