@@ -144,6 +144,16 @@ variable "nodeforge_command" {
   }
 }
 
+variable "ssm_agent_package_path" {
+  type        = string
+  description = "Path of the amazon-ssm-agent .deb below artifact_source (with a .sha256 beside it)."
+  default     = "amazon-ssm-agent/fixture/debian_amd64/amazon-ssm-agent.deb"
+  validation {
+    condition     = length(var.ssm_agent_package_path) > 4 && substr(var.ssm_agent_package_path, length(var.ssm_agent_package_path) - 4, 4) == ".deb"
+    error_message = "The ssm_agent_package_path must be a path ending in .deb."
+  }
+}
+
 variable "self_verify" {
   type        = bool
   description = "Run `nodeforge verify-build` against the build instance before the image is committed (tests/infra, CIS table, hygiene scan); a failure fails the build. The step packer/eks-node runs before an AMI is registered."
@@ -183,6 +193,10 @@ locals {
     nodeforge_artifact_source    = var.artifact_source
     node_base_time_sync_servers  = var.time_sync_servers
     ansible_python_interpreter   = "/usr/bin/python3"
+    # Debian has no amazon-ssm-agent package: a verified .deb from the artifact source (the fixture tree's
+    # labelled stand-in, nodeforge.fixtures.build_ssm_agent_deb, unless ssm_agent_package_path says otherwise)
+    ssm_agent_package_source = var.artifact_source
+    ssm_agent_package_path   = var.ssm_agent_package_path
   }
 }
 

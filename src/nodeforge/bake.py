@@ -17,7 +17,7 @@ from nodeforge import docker
 from nodeforge.base import build_base
 from nodeforge.cli_support import StageReporter
 from nodeforge.diskimage import boot_check, build_disk_image
-from nodeforge.fixtures import build_artifact_tree, build_oci_image
+from nodeforge.fixtures import build_artifact_tree, build_oci_image, build_ssm_agent_deb
 from nodeforge.hygiene import scan_rootfs_tar
 from nodeforge.mirror import ArtifactMirror
 from nodeforge.paths import cache_dir, repo_root
@@ -84,6 +84,7 @@ def _artifact_source(options: BakeOptions) -> Iterator[str]:
         return
     root = cache_dir() / "fixtures" / "artifacts"
     build_artifact_tree(root, list(kubelet_releases().values()))
+    build_ssm_agent_deb(root)
     with ArtifactMirror(root) as mirror:
         yield mirror.url
 

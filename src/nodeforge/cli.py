@@ -33,6 +33,7 @@ def fixtures_cmd(
     out = out or cache_dir() / "fixtures"
     releases = [replace(release, arch=arch) for release in kubelet_releases().values() for arch in ("amd64", "arm64")]
     digests = fixtures.build_artifact_tree(out / "artifacts", releases)
+    fixtures.build_ssm_agent_deb(out / "artifacts")
     image = out / "busybox-oci.tar"
     if not image.exists():
         fixtures.build_oci_image(image)

@@ -26,6 +26,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "verified_download",
         "image_manifest",
         "bootstrap_agent",
+        "ssm_agent",
         "sysprep",
         "hardening",
         "cis",
