@@ -108,13 +108,15 @@ locals {
     "ANSIBLE_ROLES_PATH=${path.root}/../../roles",
   ]
   ansible_extra_vars = {
-    nodeforge_kubernetes_version = var.kubernetes_version
-    nodeforge_artifact_source    = var.artifact_source
-    kubelet_version              = var.kubelet_version
-    kubelet_build_date           = var.kubelet_build_date
-    containerd_package_version   = var.containerd_package_version
-    node_base_time_sync_servers  = var.time_sync_servers
-    ansible_python_interpreter   = local.os_setting.python
+    nodeforge_kubernetes_version            = var.kubernetes_version
+    nodeforge_artifact_source               = var.artifact_source
+    kubelet_version                         = var.kubelet_version
+    kubelet_build_date                      = var.kubelet_build_date
+    containerd_package_version              = var.containerd_package_version
+    node_base_time_sync_servers             = var.time_sync_servers
+    ansible_python_interpreter              = local.os_setting.python
+    containerd_sandbox_image_archive_source = var.artifact_source
+    containerd_sandbox_image_archive_path   = var.sandbox_image_archive_path
     # sysprep runs as its own step (playbooks/sysprep.yml) once the instance has verified itself over SSH
     nodeforge_sysprep = false
   }

@@ -100,6 +100,16 @@ variable "containerd_package_version" {
   }
 }
 
+variable "sandbox_image_archive_path" {
+  type        = string
+  description = "Path below artifact_source of an OCI archive of the pause image (with a .sha256 beside it), imported into containerd at build time so the first pod start pulls nothing; empty leaves it to the first pod start (with a warning)."
+  default     = ""
+  validation {
+    condition     = var.sandbox_image_archive_path == "" || (length(split(" ", var.sandbox_image_archive_path)) == 1 && substr(var.sandbox_image_archive_path, 0, 1) != "/" && substr(var.sandbox_image_archive_path, length(var.sandbox_image_archive_path) - 4, 4) == ".tar")
+    error_message = "The sandbox_image_archive_path must be empty or a relative path ending in .tar, without spaces."
+  }
+}
+
 variable "time_sync_servers" {
   type        = list(string)
   description = "NTP servers chrony uses. The default is the Amazon Time Sync Service, reachable from every EC2 instance."

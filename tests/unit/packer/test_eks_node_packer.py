@@ -148,6 +148,7 @@ GOOD_CASES["1.31-all-options"] = (
         "build_id": "ci-42",
         "git_commit": "0123abcd",
         "artifact_source": "/srv/eks-artifacts",
+        "sandbox_image_archive_path": "images/pause-3.10.oci.tar",
     },
 )
 
@@ -223,6 +224,7 @@ BAD_CASES = [
     ("source_ami_owners", "[]", "The source_ami_owners must list 12-digit account ids"),
     ("root_volume_type", "st1", "The root_volume_type must be gp3, gp2, io1 or io2"),
     ("nodeforge_command", "", "The nodeforge_command must be a non-empty command"),
+    ("sandbox_image_archive_path", "/abs/pause.tar", "The sandbox_image_archive_path must be empty or a relative"),
 ]
 # Combinations of valid variables that cannot build: the template's refusals (locals.pkr.hcl refusal_checks).
 REFUSAL = "CANNOT BUILD:"

@@ -372,6 +372,8 @@ def test_same_playbook_as_the_local_bake(template, resolver, os_name, arch):
         "node_base_time_sync_servers": ["169.254.169.123"],
         "ansible_python_interpreter": {"al2023": "/usr/bin/python3", "al2": "/usr/bin/python3.8"}[os_name],
         "nodeforge_sysprep": False,
+        "containerd_sandbox_image_archive_source": "https://amazon-eks.s3.us-west-2.amazonaws.com",
+        "containerd_sandbox_image_archive_path": "",
     }
 
 
