@@ -150,6 +150,32 @@ variable "nodeforge_command" {
   }
 }
 
+variable "ssm_agent_package_path" {
+  type        = string
+  description = "Path of the amazon-ssm-agent .deb below artifact_source (with a .sha256 beside it)."
+  default     = "amazon-ssm-agent/fixture/debian_amd64/amazon-ssm-agent.deb"
+  validation {
+    condition     = length(var.ssm_agent_package_path) > 4 && substr(var.ssm_agent_package_path, length(var.ssm_agent_package_path) - 4, 4) == ".deb"
+    error_message = "The ssm_agent_package_path must be a path ending in .deb."
+  }
+}
+
+variable "self_verify" {
+  type        = bool
+  description = "Run `nodeforge verify-build` against the build instance before the image is committed (tests/infra, CIS table, hygiene scan); a failure fails the build. The step packer/eks-node runs before an AMI is registered."
+  default     = true
+}
+
+variable "verify_dir" {
+  type        = string
+  description = "Where the self-verification step writes its log, junit reports and verify-build.json."
+  default     = "build/local/verify-build"
+  validation {
+    condition     = length(var.verify_dir) > 0 && length(split("'", var.verify_dir)) == 1
+    error_message = "The verify_dir must be a non-empty path without single quotes."
+  }
+}
+
 locals {
   # docker run options for a systemd instance on this kind of host (see ../shared/notes/substrate.md):
   # every capability but SYS_RESOURCE (host lacks it) and SYS_TIME (keep the host clock safe).
@@ -173,6 +199,10 @@ locals {
     nodeforge_artifact_source    = var.artifact_source
     node_base_time_sync_servers  = var.time_sync_servers
     ansible_python_interpreter   = "/usr/bin/python3"
+    # Debian has no amazon-ssm-agent package: a verified .deb from the artifact source (the fixture tree's
+    # labelled stand-in, nodeforge.bake.fixtures.build_ssm_agent_deb, unless ssm_agent_package_path says otherwise)
+    ssm_agent_package_source = var.artifact_source
+    ssm_agent_package_path   = var.ssm_agent_package_path
   }
 }
 
@@ -216,6 +246,15 @@ build {
     direction   = "download"
     source      = "/etc/nodeforge/image-manifest.json"
     destination = var.components_path
+  }
+
+  # The build verifies itself, on the live build instance over Packer's communicator (here the container, by id),
+  # before the image is committed: the same step as packer/eks-node's before an AMI is registered.
+  provisioner "shell-local" {
+    inline = [
+      "if [ '${var.self_verify}' != true ]; then echo 'self-verification skipped (self_verify = false)'; exit 0; fi",
+      "${var.nodeforge_command} verify-build 'docker://${build.ID}' --out '${var.verify_dir}'",
+    ]
   }
 
   post-processors {

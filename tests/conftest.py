@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nodeforge.bake.fixtures import build_artifact_tree
+from nodeforge.bake.fixtures import build_artifact_tree, build_ssm_agent_deb
 from nodeforge.bake.mirror import ArtifactMirror
 from nodeforge.releases import kubelet_releases
 
@@ -73,6 +73,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def fixture_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("artifacts")
     build_artifact_tree(root, list(kubelet_releases(REPO).values()))
+    build_ssm_agent_deb(root)  # the node playbook's ssm_agent role installs it off Amazon Linux
     return root
 
 

@@ -32,16 +32,37 @@ source "amazon-ebs" "eks-node" {
   ssh_timeout                           = "15m"
   temporary_key_pair_type               = "ed25519"
   temporary_security_group_source_cidrs = var.ssh_source_cidrs
+  security_group_ids                    = var.security_group_ids
   subnet_id                             = var.subnet_id
+  associate_public_ip_address           = var.associate_public_ip_address == "" ? null : var.associate_public_ip_address == "true"
   iam_instance_profile                  = var.iam_instance_profile
+  custom_endpoint_ec2                   = var.ec2_endpoint
+  # session_manager: the agent is started from user data on a source image without it (see locals.pkr.hcl).
+  user_data = local.user_data
 
-  # Root volume: gp3, encrypted from the first boot of the build instance.
+  # The build subnet and VPC by filters (instead of subnet_id): the matching subnet with the most free addresses.
+  dynamic "subnet_filter" {
+    for_each = length(var.subnet_filter) > 0 ? [var.subnet_filter] : []
+    content {
+      filters   = subnet_filter.value
+      most_free = true
+    }
+  }
+  dynamic "vpc_filter" {
+    for_each = length(var.vpc_filter) > 0 ? [var.vpc_filter] : []
+    content {
+      filters = vpc_filter.value
+    }
+  }
+
+  # Root volume: gp3 by default, encrypted from the first boot of the build instance. IOPS for the types that
+  # take them, throughput for gp3 only (the EC2 API refuses them elsewhere).
   launch_block_device_mappings {
     device_name           = "/dev/xvda"
-    volume_type           = "gp3"
+    volume_type           = var.root_volume_type
     volume_size           = var.root_volume_size
-    iops                  = var.root_volume_iops
-    throughput            = var.root_volume_throughput
+    iops                  = var.root_volume_type == "gp2" ? null : var.root_volume_iops
+    throughput            = var.root_volume_type == "gp3" ? var.root_volume_throughput : null
     encrypted             = true
     kms_key_id            = var.kms_key_id
     delete_on_termination = true
@@ -68,9 +89,9 @@ source "amazon-ebs" "eks-node" {
   run_tags        = local.run_tags
   run_volume_tags = local.run_tags
 
-  # Encrypted copies across regions can take longer than the SDK's default wait.
+  # Encrypted copies across regions can take hours: wait up to 4 hours (15 s x 960) for the AMI and its copies.
   aws_polling {
     delay_seconds = 15
-    max_attempts  = 240
+    max_attempts  = 960
   }
 }

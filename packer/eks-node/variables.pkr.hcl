@@ -26,7 +26,7 @@ variable "kubernetes_version" {
 
 variable "kubelet_version" {
   type        = string
-  description = "Full EKS kubelet version of that minor, e.g. 1.31.3 (set by the per-minor vars file)."
+  description = "Full EKS kubelet version of that minor, e.g. 1.31.3 (set by the per-minor vars file, or by `nodeforge build-vars --kubelet-version latest`)."
   validation {
     # ^[0-9]+\.[0-9]+\.[0-9]+$
     condition = try(
@@ -34,7 +34,7 @@ variable "kubelet_version" {
       && length([for part in split(".", var.kubelet_version) : part if length(part) == 0 || length(trim(part, "0123456789")) > 0]) == 0,
       false,
     )
-    error_message = "The kubelet_version must be a full version such as 1.31.3."
+    error_message = "The kubelet_version must be a full version such as 1.31.3 (for the newest build of a minor, run `nodeforge build-vars MINOR --kubelet-version latest`: it lists the artifact source and pins what it finds)."
   }
 }
 
@@ -97,6 +97,16 @@ variable "containerd_package_version" {
       && length(trim(var.containerd_package_version, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.:~_+-")) == 0
     )
     error_message = "The containerd_package_version must be empty or a package version such as 1.7.27 (no wildcards)."
+  }
+}
+
+variable "sandbox_image_archive_path" {
+  type        = string
+  description = "Path below artifact_source of an OCI archive of the pause image (with a .sha256 beside it), imported into containerd at build time so the first pod start pulls nothing; empty leaves it to the first pod start (with a warning)."
+  default     = ""
+  validation {
+    condition     = var.sandbox_image_archive_path == "" || (length(split(" ", var.sandbox_image_archive_path)) == 1 && substr(var.sandbox_image_archive_path, 0, 1) != "/" && substr(var.sandbox_image_archive_path, length(var.sandbox_image_archive_path) - 4, 4) == ".tar")
+    error_message = "The sandbox_image_archive_path must be empty or a relative path ending in .tar, without spaces."
   }
 }
 
@@ -189,9 +199,72 @@ variable "subnet_id" {
   }
 }
 
+variable "subnet_filter" {
+  type        = map(string)
+  description = "EC2 DescribeSubnets filters (name = value, e.g. \"tag:Name\" = \"build-*\") choosing the build subnet with the most free addresses; empty for none. Not together with subnet_id."
+  default     = {}
+  validation {
+    condition     = length([for name, value in var.subnet_filter : name if length(name) == 0 || length(value) == 0]) == 0
+    error_message = "The subnet_filter must map non-empty filter names to non-empty values."
+  }
+}
+
+variable "vpc_filter" {
+  type        = map(string)
+  description = "EC2 DescribeVpcs filters (name = value) choosing the build VPC (exactly one must match); empty for none. Needs subnet_id or subnet_filter."
+  default     = {}
+  validation {
+    condition     = length([for name, value in var.vpc_filter : name if length(name) == 0 || length(value) == 0]) == 0
+    error_message = "The vpc_filter must map non-empty filter names to non-empty values."
+  }
+}
+
+variable "associate_public_ip_address" {
+  type        = string
+  description = "Give the build instance a public IP: \"true\", \"false\" (e.g. a private subnet reached over session_manager), or empty for the subnet's default."
+  default     = ""
+  validation {
+    condition     = contains(["", "true", "false"], var.associate_public_ip_address)
+    error_message = "The associate_public_ip_address must be empty, true or false."
+  }
+}
+
+variable "security_group_ids" {
+  type        = list(string)
+  description = "Existing security groups of the build instance (they must admit SSH from the machine running Packer, unless session_manager); empty makes a temporary group admitting ssh_source_cidrs."
+  default     = []
+  validation {
+    # every entry: ^sg-([0-9a-f]{8}|[0-9a-f]{17})$
+    condition     = length([for id in var.security_group_ids : id if false == try(substr(id, 0, 3) == "sg-" && contains([11, 20], length(id)) && length(trim(substr(id, 3, -1), "0123456789abcdef")) == 0, false)]) == 0
+    error_message = "The security_group_ids must be security group ids such as sg-0123456789abcdef0."
+  }
+}
+
+variable "ec2_endpoint" {
+  type        = string
+  description = "Custom EC2 API endpoint (https URL, e.g. a VPC interface endpoint); empty uses the region's."
+  default     = ""
+  validation {
+    # ^(https://[^ ]+)?$
+    condition     = var.ec2_endpoint == "" || (substr(var.ec2_endpoint, 0, 8) == "https://" && length(var.ec2_endpoint) > 8 && length(split(" ", var.ec2_endpoint)) == 1)
+    error_message = "The ec2_endpoint must be empty or an https URL."
+  }
+}
+
+variable "source_ami_owners" {
+  type        = list(string)
+  description = "Owners the source AMI filter accepts: 12-digit account ids or the aliases amazon, self, aws-marketplace (default amazon, which covers Amazon Linux in every partition)."
+  default     = ["amazon"]
+  validation {
+    # every entry: ^([0-9]{12}|amazon|self|aws-marketplace)$, at least one
+    condition     = length(var.source_ami_owners) > 0 && length([for owner in var.source_ami_owners : owner if false == (contains(["amazon", "self", "aws-marketplace"], owner) || (length(owner) == 12 && length(trim(owner, "0123456789")) == 0))]) == 0
+    error_message = "The source_ami_owners must list 12-digit account ids or amazon, self, aws-marketplace (at least one)."
+  }
+}
+
 variable "ssh_interface" {
   type        = string
-  description = "How Packer reaches the build instance: empty (public IP if it has one), public_ip, private_ip, public_dns, private_dns or session_manager (needs iam_instance_profile)."
+  description = "How Packer reaches the build instance: empty (public IP if it has one), public_ip, private_ip, public_dns, private_dns or session_manager (needs iam_instance_profile with AmazonSSMManagedInstanceCore, and the session-manager-plugin where Packer runs)."
   default     = ""
   validation {
     condition     = contains(["", "public_ip", "private_ip", "public_dns", "private_dns", "session_manager"], var.ssh_interface)
@@ -222,9 +295,19 @@ variable "iam_instance_profile" {
 
 # --- Root volume and encryption -------------------------------------------------------------------------------
 
+variable "root_volume_type" {
+  type        = string
+  description = "EBS type of the root volume: gp3 (root_volume_iops and root_volume_throughput apply), gp2, io1 or io2 (root_volume_iops applies)."
+  default     = "gp3"
+  validation {
+    condition     = contains(["gp3", "gp2", "io1", "io2"], var.root_volume_type)
+    error_message = "The root_volume_type must be gp3, gp2, io1 or io2 (st1 and sc1 cannot be boot volumes)."
+  }
+}
+
 variable "root_volume_size" {
   type        = number
-  description = "Root volume size in GiB (gp3). Nodes launched from the AMI get at least this much."
+  description = "Root volume size in GiB. Nodes launched from the AMI get at least this much."
   default     = 20
   validation {
     condition     = var.root_volume_size >= 20 && var.root_volume_size <= 1024 && floor(var.root_volume_size) == var.root_volume_size
@@ -234,7 +317,7 @@ variable "root_volume_size" {
 
 variable "root_volume_iops" {
   type        = number
-  description = "Provisioned IOPS of the gp3 root volume (3000 is the free baseline)."
+  description = "Provisioned IOPS of a gp3, io1 or io2 root volume (3000 is gp3's free baseline; must stay 3000 for gp2)."
   default     = 3000
   validation {
     condition     = var.root_volume_iops >= 3000 && var.root_volume_iops <= 16000 && floor(var.root_volume_iops) == var.root_volume_iops
@@ -244,7 +327,7 @@ variable "root_volume_iops" {
 
 variable "root_volume_throughput" {
   type        = number
-  description = "Throughput of the gp3 root volume in MiB/s (125 is the free baseline)."
+  description = "Throughput of a gp3 root volume in MiB/s (125 is the free baseline; must stay 125 for other types)."
   default     = 125
   validation {
     condition     = var.root_volume_throughput >= 125 && var.root_volume_throughput <= 1000 && floor(var.root_volume_throughput) == var.root_volume_throughput
@@ -438,5 +521,15 @@ variable "manifest_path" {
   validation {
     condition     = length(var.manifest_path) > 5 && substr(var.manifest_path, length(var.manifest_path) - 5, 5) == ".json"
     error_message = "The manifest_path must be a path ending in .json."
+  }
+}
+
+variable "nodeforge_command" {
+  type        = string
+  description = "How the post-processors and the self-verification step run the nodeforge CLI on the machine running Packer (the checkout's venv: nodeforge, or e.g. .venv/bin/nodeforge)."
+  default     = "nodeforge"
+  validation {
+    condition     = length(var.nodeforge_command) > 0 && length(split("'", var.nodeforge_command)) == 1
+    error_message = "The nodeforge_command must be a non-empty command without single quotes."
   }
 }

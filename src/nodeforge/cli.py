@@ -33,6 +33,7 @@ def fixtures_cmd(
     out = out or cache_dir() / "fixtures"
     releases = [replace(release, arch=arch) for release in kubelet_releases().values() for arch in ("amd64", "arm64")]
     digests = fixtures.build_artifact_tree(out / "artifacts", releases)
+    fixtures.build_ssm_agent_deb(out / "artifacts")
     image = out / "busybox-oci.tar"
     if not image.exists():
         fixtures.build_oci_image(image)
@@ -213,6 +214,42 @@ def launch_cmd(
     )
 
 
+@app.command("verify-build")
+def verify_build_cmd(
+    target: Annotated[str, typer.Argument(help="The build instance: docker://CONTAINER or ssh://USER@HOST:PORT")],
+    out: Annotated[Path, typer.Option(help="Where the logs and junit reports go")] = Path("build/verify-build"),
+    ssh_key: Annotated[Path | None, typer.Option(help="Private key for an ssh:// target")] = None,
+    sudo: Annotated[bool, typer.Option(help="Run the checks and the root tar with sudo (ssh targets)")] = False,
+    hygiene: Annotated[bool, typer.Option(help="Scan the instance's root for secrets, keys, logs, ...")] = True,
+    sysprep_checks: Annotated[
+        bool, typer.Option(help="Also the sysprep checks (off before sysprep: packer/eks-node runs them after it)")
+    ] = True,
+) -> None:
+    """Verify a build instance before its image is registered: the tests/infra suite, the CIS table and the hygiene
+    scan, over Packer's communicator. Exit status 1 on any failure (it fails the Packer build)."""
+    from nodeforge.bake.verify import BuildTarget, verify_build
+
+    try:
+        build_target = BuildTarget(target, ssh_key=ssh_key, sudo=sudo)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="TARGET") from exc
+    phases = ("node", "sysprep") if sysprep_checks else ("node",)
+    result = verify_build(build_target, out_dir=out, hygiene=hygiene, phases=phases)
+    _print_checks(target, result.checks)
+    findings = result.hygiene.get("findings") or []
+    for finding in findings[:20]:  # type: ignore[union-attr]
+        console.print(f"[red]hygiene[/red] {finding['rule']} {finding['path']}: {finding['detail']}")
+    if result.hygiene.get("error"):
+        console.print(f"[red]hygiene[/red] {result.hygiene['error']}")
+    (out / "verify-build.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    console.print(
+        f"{result.passed} passed, {result.failed} failed, {result.skipped} skipped; hygiene "
+        f"{'clean' if result.hygiene.get('clean') else 'NOT clean'} (log {result.report})"
+    )
+    if not result.ok:
+        raise typer.Exit(1)
+
+
 def _print_checks(image: str, checks: list) -> None:
     table = Table(title=f"CIS Amazon EKS benchmark, worker node: {image}")
     for column in ("id", "check", "result", "detail"):
@@ -269,6 +306,7 @@ def _mount_subcommands() -> None:
     from nodeforge.settings_cli import app as settings_app
 
     app.command("build-vars")(packer_cli.build_vars)
+    app.command("tag-images")(packer_cli.tag_images_cmd)
     app.add_typer(catalog_app, name="catalog")
     app.add_typer(image_app, name="image")
     app.add_typer(settings_app, name="settings")

@@ -16,8 +16,11 @@ import typer
 from nodeforge.packer_vars import (
     ARCH_CHOICES,
     OS_CHOICES,
+    ROOT_VOLUME_TYPES,
+    SSH_INTERFACES,
     BuildRequest,
     PackerVarsError,
+    parse_filters,
     parse_region_keys,
     plan_build,
 )
@@ -75,6 +78,36 @@ def build_vars(
     deprecate_at: Annotated[str, typer.Option(help="Deprecate the AMI at this RFC 3339 time")] = "",
     subnet_id: Annotated[str, typer.Option(help="Subnet of the build instance (default VPC's otherwise)")] = "",
     git_commit: Annotated[str, typer.Option(help="Commit recorded in tags and manifest (default: this checkout)")] = "",
+    kubelet_version: Annotated[
+        str,
+        typer.Option(
+            help="latest: list the artifact source for the minor's newest build and pin it (default: vars file)"
+        ),
+    ] = "",
+    root_volume_type: Annotated[str, typer.Option(help=f"Root volume type: {', '.join(ROOT_VOLUME_TYPES)}")] = "gp3",
+    ssh_interface: Annotated[
+        str, typer.Option(help=f"How Packer reaches the instance: {', '.join(i for i in SSH_INTERFACES if i)}")
+    ] = "",
+    iam_instance_profile: Annotated[str, typer.Option(help="Instance profile (needed for session_manager)")] = "",
+    associate_public_ip_address: Annotated[
+        str, typer.Option(help="true or false: public IP for the build instance (default: the subnet's)")
+    ] = "",
+    security_group_ids: Annotated[
+        list[str] | None, typer.Option("--security-group-ids", help="Existing security groups (repeat/comma)")
+    ] = None,
+    ssh_source_cidrs: Annotated[
+        list[str] | None, typer.Option("--ssh-source-cidrs", help="CIDRs the temporary group admits SSH from")
+    ] = None,
+    subnet_filter: Annotated[
+        list[str] | None, typer.Option("--subnet-filter", help="NAME=VALUE DescribeSubnets filter (repeat)")
+    ] = None,
+    vpc_filter: Annotated[
+        list[str] | None, typer.Option("--vpc-filter", help="NAME=VALUE DescribeVpcs filter (repeat)")
+    ] = None,
+    ec2_endpoint: Annotated[str, typer.Option(help="Custom EC2 endpoint (https URL)")] = "",
+    source_ami_owners: Annotated[
+        list[str] | None, typer.Option("--source-ami-owners", help="Source AMI owners (default amazon)")
+    ] = None,
     output: Annotated[OutputFormat, typer.Option(help="text: the command line; json: it and the variables")] = (
         OutputFormat.text
     ),
@@ -101,6 +134,17 @@ def build_vars(
             deprecate_at=deprecate_at,
             subnet_id=subnet_id,
             git_commit=git_commit,
+            kubelet_version=kubelet_version,
+            root_volume_type=root_volume_type,
+            ssh_interface=ssh_interface,
+            iam_instance_profile=iam_instance_profile,
+            associate_public_ip_address=associate_public_ip_address,
+            security_group_ids=_split(security_group_ids),
+            ssh_source_cidrs=_split(ssh_source_cidrs),
+            subnet_filter=parse_filters(tuple(subnet_filter or ()), "--subnet-filter"),
+            vpc_filter=parse_filters(tuple(vpc_filter or ()), "--vpc-filter"),
+            ec2_endpoint=ec2_endpoint,
+            source_ami_owners=_split(source_ami_owners),
         )
         plan = plan_build(request, root)
     except PackerVarsError as exc:
@@ -117,3 +161,25 @@ def _cwd_base(root: Path) -> Path | None:
     """Print paths relative to the working directory when the checkout is (in) it, else absolute."""
     cwd = Path.cwd().resolve()
     return cwd if root.resolve().is_relative_to(cwd) else None
+
+
+@app.command("tag-images")
+def tag_images_cmd(
+    manifest: Annotated[Path, typer.Argument(help="The Packer manifest (packer/eks-node's manifest_path)")],
+    build_id: Annotated[str, typer.Argument(help="The build's build_id (custom_data.build_id)")],
+) -> None:
+    """Tag the build's AMIs and snapshots, in every region, with the containerd, runc and kernel versions the image's
+    component manifest recorded (packer/eks-node's last post-processor)."""
+    from nodeforge.ami_tags import TagImagesError, tag_images
+
+    try:
+        tagged = tag_images(manifest, build_id)
+    except TagImagesError as exc:
+        typer.echo(f"tag-images: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    except Exception as exc:  # botocore: credentials, permissions, throttling
+        typer.echo(f"tag-images: tagging failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    for image in tagged:
+        versions = " ".join(f"{key}={value}" for key, value in image.tags.items())
+        typer.echo(f"{image.region} {image.image_id} (+{len(image.snapshot_ids)} snapshots): {versions}")

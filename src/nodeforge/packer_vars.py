@@ -42,6 +42,8 @@ TEMPLATE_DEFAULTS: dict[str, Any] = {
     "root_volume_size": 20,
     "root_volume_iops": 3000,
     "root_volume_throughput": 125,
+    "root_volume_type": "gp3",
+    "source_ami_owners": ["amazon"],
 }
 
 # The patterns the template's validations implement (written above each one in variables.pkr.hcl).
@@ -58,6 +60,15 @@ KMS_KEY_RE = re.compile(
 ACCOUNT_RE = re.compile(r"^[0-9]{12}$")
 AMI_ID_RE = re.compile(r"^ami-([0-9a-f]{8}|[0-9a-f]{17})$")
 SUBNET_ID_RE = re.compile(r"^subnet-([0-9a-f]{8}|[0-9a-f]{17})$")
+SECURITY_GROUP_ID_RE = re.compile(r"^sg-([0-9a-f]{8}|[0-9a-f]{17})$")
+SOURCE_AMI_OWNER_RE = re.compile(r"^([0-9]{12}|amazon|self|aws-marketplace)$")
+EC2_ENDPOINT_RE = re.compile(r"^https://[^ ]+$")
+SSH_INTERFACES = ("", "public_ip", "private_ip", "public_dns", "private_dns", "session_manager")
+ROOT_VOLUME_TYPES = ("gp3", "gp2", "io1", "io2")
+IO1_IOPS_PER_GIB = 50
+# EKS publishes no Amazon Linux 2 node for these minors (amazon-eks-ami's last AL2 AMIs, v20251209, are for 1.32).
+AL2_LAST_MINOR = 32
+DEFAULT_ARTIFACT_SOURCE = "https://amazon-eks.s3.us-west-2.amazonaws.com"
 INSTANCE_TYPE_RE = re.compile(r"^[a-z0-9-]{2,}\.[a-z0-9-]+$")
 CONTAINERD_VERSION_RE = re.compile(r"^[0-9][0-9A-Za-z.:~_+-]{0,63}$")
 ARTIFACT_SOURCE_RE = re.compile(r"^(https?://.+|/.*)$")
@@ -172,6 +183,18 @@ class BuildRequest:
     deprecate_at: str = ""
     subnet_id: str = ""
     git_commit: str = ""
+    # "" takes the vars file's pinned build; "latest" lists the artifact source for the newest build of the minor.
+    kubelet_version: str = ""
+    ssh_interface: str = ""
+    iam_instance_profile: str = ""
+    associate_public_ip_address: str = ""  # "", "true" or "false"
+    security_group_ids: tuple[str, ...] = ()
+    ssh_source_cidrs: tuple[str, ...] = ()
+    subnet_filter: Mapping[str, str] = field(default_factory=dict)
+    vpc_filter: Mapping[str, str] = field(default_factory=dict)
+    ec2_endpoint: str = ""
+    source_ami_owners: tuple[str, ...] = ()
+    root_volume_type: str = "gp3"
 
 
 @dataclass(frozen=True)
@@ -304,6 +327,30 @@ def check_request(request: BuildRequest) -> None:
     _check_range(request.root_volume_size, ROOT_VOLUME_SIZE, "--root-volume-size", "GiB")
     _check_range(request.root_volume_iops, ROOT_VOLUME_IOPS, "--root-volume-iops", "IOPS")
     _check_range(request.root_volume_throughput, ROOT_VOLUME_THROUGHPUT, "--root-volume-throughput", "MiB/s")
+    volume_type = request.root_volume_type
+    _check(
+        volume_type in ROOT_VOLUME_TYPES,
+        "--root-volume-type",
+        f"{volume_type!r} is not one of {', '.join(ROOT_VOLUME_TYPES)} (st1 and sc1 cannot be boot volumes)",
+    )
+    _check(
+        volume_type != "gp2" or request.root_volume_iops == TEMPLATE_DEFAULTS["root_volume_iops"],
+        "--root-volume-iops",
+        "applies to gp3, io1 and io2 only: leave it at 3000 for gp2",
+    )
+    _check(
+        volume_type == "gp3" or request.root_volume_throughput == TEMPLATE_DEFAULTS["root_volume_throughput"],
+        "--root-volume-throughput",
+        f"applies to gp3 only: leave it at 125 for {volume_type}",
+    )
+    _check(
+        volume_type != "io1" or request.root_volume_iops <= request.root_volume_size * IO1_IOPS_PER_GIB,
+        "--root-volume-iops",
+        f"io1 allows {IO1_IOPS_PER_GIB} IOPS per GiB: {request.root_volume_iops} IOPS needs at least "
+        f"{-(-request.root_volume_iops // IO1_IOPS_PER_GIB)} GiB (--root-volume-size is {request.root_volume_size})",
+    )
+    if volume_type != "gp3":
+        return _check_more(request)
     _check(
         request.root_volume_iops <= request.root_volume_size * GP3_IOPS_PER_GIB,
         "--root-volume-iops",
@@ -318,6 +365,11 @@ def check_request(request: BuildRequest) -> None:
         f"{request.root_volume_iops})",
     )
 
+    _check_more(request)
+
+
+def _check_more(request: BuildRequest) -> None:
+    """The checks after the root volume's."""
     if request.instance_type:
         _check(
             bool(INSTANCE_TYPE_RE.fullmatch(request.instance_type)),
@@ -357,6 +409,103 @@ def check_request(request: BuildRequest) -> None:
             "--subnet-id",
             f"{request.subnet_id!r} is not a subnet id such as subnet-0123456789abcdef0",
         )
+    _check_combinations(request)
+
+
+def _check_combinations(request: BuildRequest) -> None:
+    """What only shows across inputs: the template's refusals (locals.pkr.hcl refusal_checks) and the new options."""
+    minor = int(request.kubernetes_version.split(".")[1])
+    _check(
+        request.os != "al2" or minor <= AL2_LAST_MINOR,
+        "--os",
+        f"al2 cannot run Kubernetes {request.kubernetes_version}: EKS publishes no Amazon Linux 2 node for 1.33 or "
+        "later (amazon-eks-ami's last AL2 AMIs are for 1.32); use --os al2023",
+    )
+    _check(
+        request.os != "al2" or not request.containerd_package_version.startswith("2."),
+        "--containerd-package-version",
+        f"{request.containerd_package_version} cannot be installed on al2: amazon-linux-extras' docker topic ships "
+        "containerd 1.x",
+    )
+    _check(
+        request.kubelet_version in ("", "latest"),
+        "--kubelet-version",
+        f"{request.kubelet_version!r}: give latest, or leave it out for the vars file's pinned build",
+    )
+    _check(
+        request.ssh_interface in SSH_INTERFACES,
+        "--ssh-interface",
+        f"{request.ssh_interface!r} is not one of {', '.join(repr(i) for i in SSH_INTERFACES)}",
+    )
+    _check(
+        request.ssh_interface != "session_manager" or bool(request.iam_instance_profile),
+        "--iam-instance-profile",
+        "--ssh-interface session_manager needs an instance profile (a role with AmazonSSMManagedInstanceCore)",
+    )
+    if request.iam_instance_profile:
+        _check(
+            bool(re.fullmatch(r"[A-Za-z0-9+=,.@_-]{1,128}", request.iam_instance_profile)),
+            "--iam-instance-profile",
+            f"{request.iam_instance_profile!r} is not an instance profile name",
+        )
+    _check(
+        request.associate_public_ip_address in ("", "true", "false"),
+        "--associate-public-ip-address",
+        f"{request.associate_public_ip_address!r} is not true or false",
+    )
+    _check(
+        not (request.ssh_interface in ("public_ip", "public_dns") and request.associate_public_ip_address == "false"),
+        "--associate-public-ip-address",
+        f"--ssh-interface {request.ssh_interface} needs a public address",
+    )
+    for group in request.security_group_ids:
+        _check(
+            bool(SECURITY_GROUP_ID_RE.fullmatch(group)),
+            "--security-group-ids",
+            f"{group!r} is not a security group id such as sg-0123456789abcdef0",
+        )
+    for cidr in request.ssh_source_cidrs:
+        _check(_is_cidr(cidr), "--ssh-source-cidrs", f"{cidr!r} is not a CIDR block such as 203.0.113.0/24")
+    _check(
+        not (request.security_group_ids and request.ssh_source_cidrs),
+        "--ssh-source-cidrs",
+        "only apply to the temporary security group: not with --security-group-ids",
+    )
+    for option, filters in (("--subnet-filter", request.subnet_filter), ("--vpc-filter", request.vpc_filter)):
+        for name, value in filters.items():
+            _check(bool(name) and bool(value), option, f"{name}={value}: filter name and value must not be empty")
+    _check(
+        not (request.subnet_id and request.subnet_filter),
+        "--subnet-filter",
+        "--subnet-id and --subnet-filter both choose the subnet: give one",
+    )
+    _check(
+        not request.vpc_filter or bool(request.subnet_id or request.subnet_filter),
+        "--vpc-filter",
+        "needs --subnet-id or --subnet-filter (Packer launches into a VPC only through a subnet)",
+    )
+    if request.ec2_endpoint:
+        _check(
+            bool(EC2_ENDPOINT_RE.fullmatch(request.ec2_endpoint)),
+            "--ec2-endpoint",
+            f"{request.ec2_endpoint!r} is not an https URL",
+        )
+    for owner in request.source_ami_owners:
+        _check(
+            bool(SOURCE_AMI_OWNER_RE.fullmatch(owner)),
+            "--source-ami-owners",
+            f"{owner!r} is neither a 12-digit account id nor amazon, self or aws-marketplace",
+        )
+
+
+def _is_cidr(value: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return False
+    return "/" in value
 
 
 def _is_rfc3339(value: str) -> bool:
@@ -404,6 +553,8 @@ def plan_build(request: BuildRequest, root: Path | None = None) -> BuildPlan:
         problems.append(f"kubelet_build_date = {file_variables.get('kubelet_build_date')!r}")
     if problems:
         raise PackerVarsError("KUBERNETES_VERSION", f"{var_file} is inconsistent: {', '.join(problems)}")
+    if request.kubelet_version == "latest":
+        file_variables.update(_resolve_latest(request))
     cli_variables: dict[str, Any] = {
         "os": request.os,
         "arch": request.arch,
@@ -421,9 +572,22 @@ def plan_build(request: BuildRequest, root: Path | None = None) -> BuildPlan:
         "artifact_source": request.artifact_source,
         "deprecate_at": request.deprecate_at,
         "subnet_id": request.subnet_id,
+        "ssh_interface": request.ssh_interface,
+        "iam_instance_profile": request.iam_instance_profile,
+        "associate_public_ip_address": request.associate_public_ip_address,
+        "security_group_ids": list(request.security_group_ids),
+        "ssh_source_cidrs": list(request.ssh_source_cidrs),
+        "subnet_filter": dict(request.subnet_filter),
+        "vpc_filter": dict(request.vpc_filter),
+        "ec2_endpoint": request.ec2_endpoint,
     }
+    if request.kubelet_version == "latest":
+        optional["kubelet_version"] = file_variables["kubelet_version"]
+        optional["kubelet_build_date"] = file_variables["kubelet_build_date"]
     cli_variables.update({name: value for name, value in optional.items() if value})
-    for name in ("root_volume_size", "root_volume_iops", "root_volume_throughput"):
+    if request.source_ami_owners:
+        cli_variables["source_ami_owners"] = list(request.source_ami_owners)
+    for name in ("root_volume_size", "root_volume_iops", "root_volume_throughput", "root_volume_type"):
         value = getattr(request, name)
         if value != TEMPLATE_DEFAULTS[name]:
             cli_variables[name] = value
@@ -434,6 +598,31 @@ def plan_build(request: BuildRequest, root: Path | None = None) -> BuildPlan:
         cli_variables=cli_variables,
         derived=derived_settings(request.os, request.arch, request.instance_type),
     )
+
+
+def _resolve_latest(request: BuildRequest) -> dict[str, str]:
+    """kubelet_version and kubelet_build_date of the newest build of the minor in the artifact source."""
+    from nodeforge.releases import ReleaseLookupError, latest_release
+
+    source = request.artifact_source or DEFAULT_ARTIFACT_SOURCE
+    try:
+        release = latest_release(source, request.kubernetes_version, request.arch)
+    except ReleaseLookupError as exc:
+        raise PackerVarsError("--kubelet-version", f"latest: {exc}") from exc
+    return {"kubelet_version": release.version, "kubelet_build_date": release.build_date}
+
+
+def parse_filters(values: Sequence[str], option: str) -> dict[str, str]:
+    """NAME=VALUE items (EC2 Describe* filters) as a map."""
+    filters: dict[str, str] = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise PackerVarsError(option, f"{item!r} is not NAME=VALUE")
+        if name in filters:
+            raise PackerVarsError(option, f"{name} given twice")
+        filters[name] = value
+    return filters
 
 
 def parse_region_keys(values: Sequence[str]) -> dict[str, str]:

@@ -153,6 +153,14 @@ HAND: list[Case] = [
     H("node_base", "node_base_journald_runtime_max_use", "a percentage (journald wants a size)",
       {"node_base_journald_runtime_max_use": "10%"},
       "spec", "'node_base_journald_runtime_max_use'", "convert to bytes"),
+    H("target_python", "target_python_min_version", "not 3.N", {"target_python_min_version": "3"},
+      "assert", "target_python_min_version must be 3.N (got '3')"),
+    H("target_python", "target_python_preferred", "relative interpreter", {"target_python_preferred": "python3"},
+      "assert", "target_python_preferred", "(got 'python3')"),
+    H("ssm_agent", "ssm_agent_package_path", "not a .deb", {"ssm_agent_package_path": "agent.rpm"},
+      "assert", "ssm_agent_package_path must be empty or a .deb (got 'agent.rpm')"),
+    H("ssm_agent", "ssm_agent_package_sha256", "not 64 hex digits", {"ssm_agent_package_sha256": "abc"},
+      "assert", "ssm_agent_package_sha256 empty or 64 hex digits (got 'abc')"),
 ]  # fmt: skip
 
 

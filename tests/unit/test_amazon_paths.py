@@ -96,7 +96,15 @@ def test_amazon_linux_paths(name, tmp_path, debian):
     )
     assert resolved["containerd_os_cni_packages"] == []  # the VPC CNI brings its plugins on Amazon Linux
     assert resolved["sysprep_package_cache_dirs"] == ["/var/cache/dnf", "/var/cache/yum"]
-    assert resolved["bootstrap_agent_os_packages"] == ["python3", "python3-pyyaml"]
+    # AL2: rpm and yum commands instead of the package modules; the agent runs on python3.8 (target_python
+    # installs it), PyYAML for it from pip
+    al2 = "al2023" not in name
+    assert (resolved["os_packages_yum_cli"], resolved["image_manifest_rpm_cli"]) == (al2, al2)
+    assert resolved["bootstrap_agent_interpreter"] == ("/usr/bin/python3.8" if al2 else "/usr/bin/python3")
+    assert resolved["bootstrap_agent_os_pip_packages"] == (["PyYAML>=5.4,<7"] if al2 else [])
+    wrapper = (tmp_path / name / "nodeforge-bootstrap").read_text()
+    assert f"exec {resolved['bootstrap_agent_interpreter']} -s -m nodeforge.bootstrap" in wrapper
+    assert resolved["bootstrap_agent_os_packages"] == (["python3", "python3-pyyaml"] if "al2023" in name else [])
     # AL2: containerd and runc come from the amazon-linux-extras "docker" topic, enabled first
     assert resolved["containerd_os_extras_topics"] == ([] if "al2023" in name else ["docker"])
     # containerd 2.x (AL2023) gets the version 3 schema, 1.x the version 2 schema; both mean what Debian's means
@@ -117,3 +125,54 @@ def test_debian_paths(debian):
     assert resolved["containerd_os_cni_packages"] == ["containernetworking-plugins"]
     assert resolved["containerd_os_extras_topics"] == []
     assert config["version"] == 2
+    assert (resolved["os_packages_yum_cli"], resolved["image_manifest_rpm_cli"]) == (False, False)
+    assert resolved["bootstrap_agent_interpreter"] == "/usr/bin/python3"
+
+
+# Stand-ins for AL2's rpm and yum: log every call; chrony is installed, the others are not.
+FAKE_RPM = """#!/bin/sh
+echo "rpm $*" >> "$NODEFORGE_CALLS"
+if [ "$1" = -qa ]; then
+  printf 'kernel 5.10.240\\nkernel 5.10.245\\ncontainerd 1.7.27\\nrunc 1.3.3\\n'; exit 0
+fi
+shift; rc=0
+for name in "$@"; do
+  if [ "$name" = chrony ]; then echo "chrony-4.2-5.amzn2.0.5.x86_64"
+  else echo "package $name is not installed"; rc=$((rc+1)); fi
+done
+exit $rc
+"""
+FAKE_YUM = '#!/bin/sh\necho "yum $*" >> "$NODEFORGE_CALLS"\n'
+AL2_FACTS = {"distribution": "Amazon", "distribution_major_version": "2", "os_family": "RedHat"}
+
+
+@pytest.mark.parametrize("check", [True, False])
+def test_al2_package_tasks_run_without_the_yum_module(tmp_path, check):
+    """ansible-core 2.19 has no yum module: on AL2 the roles use rpm -q and yum install, here run for real
+    against stand-in commands. Check mode runs the rpm queries only; a real run installs only what is missing."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in (("rpm", FAKE_RPM), ("yum", FAKE_YUM)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    calls = tmp_path / "calls.log"
+    calls.touch()
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        ANSIBLE_FORCE_COLOR="0",
+        PATH=f"{bin_dir}:{os.environ['PATH']}",
+        NODEFORGE_CALLS=str(calls),
+    )
+    extra = {"ansible_facts": AL2_FACTS, "render_dir": str(tmp_path)}
+    argv = [str(Path(sys.executable).parent / "ansible-playbook"), str(REPO / "tests/resources/al2_check.yml")]
+    argv += ["-e", json.dumps(extra)] + (["--check"] if check else [])
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, env=env, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    logged = calls.read_text().splitlines()
+    assert "rpm -q chrony conntrack-tools containerd-1.7.27" in logged
+    assert "rpm -qa --qf %{NAME} %{VERSION}" in logged
+    installs = [line for line in logged if line.startswith("yum")]
+    assert installs == ([] if check else ["yum install -y conntrack-tools containerd-1.7.27"])
+    packages = json.loads((tmp_path / "al2-check.json").read_text())["packages"]
+    assert packages == {"containerd": "1.7.27", "kernel": "5.10.245", "runc": "1.3.3"}

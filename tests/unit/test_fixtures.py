@@ -74,3 +74,18 @@ def test_oci_image_is_a_valid_layout(tmp_path):
             assert len(data) == blob["size"]
     assert "oci-layout" in names
     assert index["manifests"][0]["annotations"]["io.containerd.image.name"].startswith("localhost/")
+
+
+def test_ssm_agent_fixture_deb_is_labelled_and_reproducible(tmp_path):
+    from nodeforge.bake.fixtures import SSM_AGENT_DEB_PATH, build_ssm_agent_deb
+
+    digest = build_ssm_agent_deb(tmp_path)
+    deb = tmp_path / SSM_AGENT_DEB_PATH
+    assert hashlib.sha256(deb.read_bytes()).hexdigest() == digest
+    assert (tmp_path / f"{SSM_AGENT_DEB_PATH}.sha256").read_text() == f"{digest}  amazon-ssm-agent.deb\n"
+    assert build_ssm_agent_deb(tmp_path / "again") == digest, "same bytes every time"
+    info = subprocess.run(["dpkg-deb", "-f", deb, "Package", "Version", "Description"], capture_output=True, text=True)
+    assert "Package: amazon-ssm-agent" in info.stdout and "nodeforge.fixture" in info.stdout
+    assert FIXTURE_MARKER in info.stdout
+    listing = subprocess.run(["dpkg-deb", "-c", deb], capture_output=True, text=True, check=True).stdout
+    assert "./usr/bin/amazon-ssm-agent" in listing and "./lib/systemd/system/amazon-ssm-agent.service" in listing

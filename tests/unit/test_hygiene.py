@@ -123,3 +123,34 @@ def test_scan_command(tmp_path):
     assert result.exit_code == 0, result.stdout
     assert "0 findings" in result.stdout
     assert runner.invoke(app, ["scan", str(tmp_path / "nope.tar")]).exit_code == 2
+
+
+@pytest.mark.parametrize("python", ["3.8.18", "3.11.7"])
+def test_scan_of_a_streamed_root_on_the_instance_interpreter(tmp_path, python):
+    """On a build instance the scan reads `tar -C / -cf - .` on stdin, with the node's own Python (AL2: 3.8)."""
+    import json
+    import subprocess
+
+    interpreter = Path.home() / ".pyenv" / "versions" / python / "bin" / "python3"
+    if not interpreter.exists():
+        pytest.skip(f"no CPython {python} here")
+    script = Path(__file__).resolve().parents[2] / "src" / "nodeforge" / "bake" / "hygiene.py"
+
+    def stream(files: dict[str, bytes]) -> bytes:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for name, data in files.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        return buffer.getvalue()
+
+    dirty = stream({"./root/.bash_history": b"ls\n", "./etc/os-release": b"ID=amzn\n"})
+    proc = subprocess.run([interpreter, script, "-"], input=dirty, capture_output=True, check=False)
+    assert proc.returncode == 1, proc.stderr
+    result = json.loads(proc.stdout)
+    assert [(f["rule"], f["path"]) for f in result["findings"]] == [("shell-history", "/root/.bash_history")]
+    clean = subprocess.run([interpreter, script, "-"], input=stream({"./etc/os-release": b"x"}), capture_output=True)
+    assert clean.returncode == 0 and json.loads(clean.stdout)["clean"] is True
+    broken = subprocess.run([interpreter, script, "-"], input=b"not a tar", capture_output=True, check=False)
+    assert broken.returncode == 2 and b"hygiene:" in broken.stderr

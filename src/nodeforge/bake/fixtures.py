@@ -13,6 +13,8 @@ import hashlib
 import io
 import json
 import os
+import shutil
+import subprocess
 import tarfile
 import tempfile
 from dataclasses import dataclass
@@ -117,6 +119,69 @@ def build_artifact_tree(root: Path, releases: list[Release]) -> dict[str, str]:
             _write_atomic(root / f"{rel}.sha256", f"{digest}  {name}\n".encode())
             digests[rel] = digest
     return digests
+
+
+SSM_AGENT_DEB_PATH = "amazon-ssm-agent/fixture/debian_amd64/amazon-ssm-agent.deb"
+SSM_AGENT_FIXTURE_VERSION = "0.0.0+nodeforge.fixture"
+
+
+def build_ssm_agent_deb(root: Path) -> str:
+    """A labelled stand-in amazon-ssm-agent .deb (and its .sha256) at SSM_AGENT_DEB_PATH below root; returns the
+    sha256. AWS publishes the real agent for Debian as a signed .deb outside any apt repository; no AWS endpoint
+    can be reached here, so the roles' download, verification, install and enable path runs on this stand-in: a
+    unit that stays up and a binary that says it is a fixture."""
+    target = root / SSM_AGENT_DEB_PATH
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "pkg"
+        files = {
+            "DEBIAN/control": (
+                "Package: amazon-ssm-agent\n"
+                f"Version: {SSM_AGENT_FIXTURE_VERSION}\n"
+                "Architecture: all\n"
+                "Maintainer: nodeforge <dev@nodeforge.invalid>\n"
+                f"Description: {FIXTURE_MARKER}: stand-in for the AWS Systems Manager agent\n"
+                " Not the real agent: it answers --version and otherwise idles.\n"
+            ),
+            "usr/bin/amazon-ssm-agent": (
+                "#!/bin/sh\n"
+                f"# {FIXTURE_MARKER}: stand-in for amazon-ssm-agent; not the real agent.\n"
+                'if [ "$1" = --version ]; then\n'
+                f'  echo "SSM Agent version: {SSM_AGENT_FIXTURE_VERSION} ({FIXTURE_MARKER})"; exit 0\n'
+                "fi\n"
+                f"echo '{FIXTURE_MARKER}: amazon-ssm-agent stand-in idling'\n"
+                "exec sleep infinity\n"
+            ),
+            "lib/systemd/system/amazon-ssm-agent.service": (
+                "[Unit]\n"
+                f"Description=amazon-ssm-agent ({FIXTURE_MARKER})\n"
+                "After=network-online.target\n\n"
+                "[Service]\n"
+                "ExecStart=/usr/bin/amazon-ssm-agent\n"
+                "Restart=always\n\n"
+                "[Install]\n"
+                "WantedBy=multi-user.target\n"
+            ),
+        }
+        for name, text in files.items():
+            path = tree / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            path.chmod(0o755 if name.startswith("usr/bin/") else 0o644)
+            os.utime(path, (0, 0))
+        if shutil.which("dpkg-deb") is None:
+            raise FileNotFoundError("dpkg-deb not found: it builds the amazon-ssm-agent fixture package")
+        built = Path(tmp) / "amazon-ssm-agent.deb"
+        env = dict(os.environ, SOURCE_DATE_EPOCH="0")
+        subprocess.run(
+            ["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", str(tree), str(built)],
+            check=True, capture_output=True, env=env,
+        )  # fmt: skip
+        data = built.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if not (target.is_file() and sha256_file(target) == digest):
+        _write_atomic(target, data)
+    _write_atomic(root / f"{SSM_AGENT_DEB_PATH}.sha256", f"{digest}  amazon-ssm-agent.deb\n".encode())
+    return digest
 
 
 def _tar_bytes(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:

@@ -196,10 +196,19 @@ def scan_members(tar: tarfile.TarFile) -> ScanResult:
         for finding in _content_findings(path, data):
             findings.append(finding)
             if finding.rule == "private-key":
-                key_md5[finding.path] = hashlib.md5(data, usedforsecurity=False).hexdigest()
+                key_md5[finding.path] = _md5(data)
     vendor = {path for path, digest in key_md5.items() if packaged.get(path.lstrip("/")) == digest}
     kept = [f for f in findings if not (f.rule == "private-key" and f.path in vendor)]
     return ScanResult(findings=_dedupe(kept), vendor_keys=sorted(vendor), members=members)
+
+
+def _md5(data: bytes) -> str:
+    """md5 as dpkg records it (not for security). Python < 3.9 has no usedforsecurity: the scan also runs on build
+    instances (AL2's python3.8, see main())."""
+    try:
+        return hashlib.md5(data, usedforsecurity=False).hexdigest()  # type: ignore[call-arg]
+    except TypeError:
+        return hashlib.md5(data).hexdigest()  # noqa: S324 - matching dpkg's md5sums, not security
 
 
 def _dedupe(findings: Iterable[Finding]) -> list[Finding]:
@@ -222,3 +231,32 @@ def scan_rootfs_tar(path: Path) -> ScanResult:
             return scan_members(tar)
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise HygieneError(f"{path}: not a readable tar ({exc})") from exc
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python3 hygiene.py -` scans a root filesystem tar streamed on stdin (a build instance's own root, piped from
+    `tar --one-file-system -C / -cf - .`), `python3 hygiene.py ROOTFS.tar` a file. Prints the result as JSON; exit
+    status 1 when there are findings, 2 when the input cannot be read. Standard library only, Python 3.7+: it runs
+    on the build instance's own interpreter."""
+    import json
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        sys.stderr.write("usage: hygiene.py ROOTFS.tar | -\n")
+        return 2
+    try:
+        if args[0] == "-":
+            with tarfile.open(fileobj=sys.stdin.buffer, mode="r|*") as tar:
+                result = scan_members(tar)
+        else:
+            result = scan_rootfs_tar(Path(args[0]))
+    except (HygieneError, tarfile.TarError, EOFError, OSError) as exc:
+        sys.stderr.write(f"hygiene: {exc}\n")
+        return 2
+    sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
+    return 1 if result.findings else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from nodeforge.bake import docker
 from nodeforge.bake.base import build_base
-from nodeforge.bake.fixtures import build_artifact_tree, build_oci_image
+from nodeforge.bake.fixtures import build_artifact_tree, build_oci_image, build_ssm_agent_deb
 from nodeforge.bake.hygiene import scan_rootfs_tar
 from nodeforge.bake.mirror import ArtifactMirror
 from nodeforge.bake.verify import verify_image
@@ -62,6 +62,7 @@ class BakeReport:
     base_cached: bool = False
     timings: dict[str, float] = field(default_factory=dict)
     verify: dict[str, object] = field(default_factory=dict)
+    verify_build: dict[str, object] = field(default_factory=dict)  # the in-build step (packer/local.pkr.hcl)
     hygiene: dict[str, object] = field(default_factory=dict)
     boot: dict[str, object] = field(default_factory=dict)
     variant: str = "mutable"
@@ -87,6 +88,7 @@ def _artifact_source(options: BakeOptions) -> Iterator[str]:
         return
     root = cache_dir() / "fixtures" / "artifacts"
     build_artifact_tree(root, list(kubelet_releases().values()))
+    build_ssm_agent_deb(root)
     with ArtifactMirror(root) as mirror:
         yield mirror.url
 
@@ -153,9 +155,16 @@ def bake_local(options: BakeOptions, reporter: StageReporter | None = None) -> B
             "rootfs_tar": str(out / "rootfs.tar"),
             "signing_key": str(Path(options.signing_key).resolve()) if options.signing_key else "",
             "nodeforge_command": f"{sys.executable} -m nodeforge.cli",
+            # the build verifies itself (tests/infra, CIS table, hygiene) on the build instance before the commit
+            "self_verify": "true" if options.verify else "false",
+            "verify_dir": str(out / "verify-build"),
         }
+        if options.verify:  # the containerd checks run this image inside the instance
+            build_oci_image(cache_dir() / "fixtures" / "busybox-oci.tar")
         stage("packer build", lambda: run_packer(variables, out / "packer.log"))
     report.image, report.manifest, report.components = image, str(manifest), str(out / "components.json")
+    if options.verify:
+        report.verify_build = json.loads((out / "verify-build" / "verify-build.json").read_text())
     report.image_size_bytes = docker.image_size(image)
     tar = out / "rootfs.tar"
     if options.variant == "mutable" or not tar.is_file():  # the immutable template exported it to seal it

@@ -188,3 +188,148 @@ def verify_ssh(
         subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env, check=False, cwd=repo_root())
     passed, failed, skipped = _count(junit) if junit.exists() else (0, 1, 0)
     return VerifyResult(target, passed, failed, skipped, time.monotonic() - started, log, [junit])
+
+
+# --- the build verifies itself: the same checks against the live build instance, over Packer's communicator ---
+
+BUILD_PASSES = (
+    # (label, pytest -m selection). os_packages and verified_download checks need a fixture mirror beside the
+    # instance (they are the Molecule scenarios' business); everything else runs, the sysprep checks included.
+    ("node", "not sysprep and not verified_download and not os_packages"),
+    ("sysprep", "sysprep"),
+)
+
+
+@dataclass
+class BuildVerifyResult:
+    target: str
+    passed: int
+    failed: int
+    skipped: int
+    checks: list[CheckResult]
+    hygiene: dict[str, object]
+    seconds: float
+    report: Path
+    junit: list[Path] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and self.passed > 0 and bool(self.hygiene.get("clean"))
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "target": self.target,
+            "ok": self.ok,
+            "passed": self.passed,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "cis": [check.to_dict() for check in self.checks],
+            "hygiene": self.hygiene,
+            "seconds": round(self.seconds, 2),
+            "log": str(self.report),
+        }
+
+
+@dataclass(frozen=True)
+class BuildTarget:
+    """Where the build instance is: docker://CONTAINER, or ssh://USER@HOST:PORT with a private key file."""
+
+    url: str
+    ssh_key: Path | None = None
+    sudo: bool = False
+
+    def __post_init__(self) -> None:
+        if self.url.startswith("docker://") and len(self.url) > len("docker://"):
+            return
+        match = re.fullmatch(r"ssh://([^@/\s]+)@([^:/\s]+)(?::(\d+))?", self.url)
+        if not match:
+            raise ValueError(f"{self.url!r} is neither docker://CONTAINER nor ssh://USER@HOST[:PORT]")
+        if self.ssh_key is None or not self.ssh_key.is_file():
+            raise ValueError(f"{self.url}: an ssh target needs --ssh-key FILE (got {self.ssh_key})")
+
+    @property
+    def is_docker(self) -> bool:
+        return self.url.startswith("docker://")
+
+    def ssh_options(self) -> list[str]:
+        """ssh options for a build instance: its throw-away key, no known_hosts (its host key is new each build)."""
+        return [
+            "-i", str(self.ssh_key), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
+        ]  # fmt: skip
+
+    def pytest_args(self, ssh_config: Path) -> list[str]:
+        if self.is_docker:
+            return [f"--hosts={self.url}"]
+        args = [f"--hosts={self.url}", f"--ssh-config={ssh_config}", f"--ssh-identity-file={self.ssh_key}"]
+        return [*args, "--sudo"] if self.sudo else args
+
+    def tar_command(self) -> list[str]:
+        """A command streaming the instance's root filesystem as a tar on stdout (this file system only)."""
+        tar = ["tar", "--one-file-system", "--numeric-owner", "-C", "/", "-cf", "-", "."]
+        if self.is_docker:
+            return ["docker", "exec", self.url.removeprefix("docker://"), *tar]
+        match = re.fullmatch(r"ssh://([^@]+)@([^:]+)(?::(\d+))?", self.url)
+        assert match is not None
+        user, host, port = match.group(1), match.group(2), match.group(3) or "22"
+        remote = " ".join((["sudo", "-n"] if self.sudo else []) + tar)
+        return ["ssh", *self.ssh_options(), "-p", port, f"{user}@{host}", remote]
+
+
+def scan_target(target: BuildTarget) -> dict[str, object]:
+    """The hygiene scan of the live instance's root, streamed over the communicator (nothing written to disk)."""
+    import tarfile
+
+    from nodeforge.bake.hygiene import scan_members
+
+    proc = subprocess.Popen(target.tar_command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    try:
+        with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
+            result = scan_members(tar).to_dict()
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        proc.kill()
+        proc.wait()
+        return {"clean": False, "error": f"cannot read the instance's root as a tar: {exc}", "findings": []}
+    stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    # GNU tar exits 1 when a file changed while it was read (live logs): the archive is still complete.
+    if proc.wait() not in (0, 1):
+        return {"clean": False, "error": f"tar on the instance failed: {stderr.strip()[-500:]}", "findings": []}
+    return result
+
+
+def verify_build(
+    target: BuildTarget, *, out_dir: Path, hygiene: bool = True, phases: tuple[str, ...] = ("node", "sysprep")
+) -> BuildVerifyResult:
+    """Run the tests/infra suite (node checks, CIS table, sysprep checks) and the hygiene scan against a live
+    build instance, before its image is registered. Nothing is started or removed: the target is Packer's."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log = out_dir / "verify-build.log"
+    ssh_config = out_dir / "ssh_config"
+    ssh_config.write_text(
+        "Host *\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  IdentitiesOnly yes\n  LogLevel ERROR\n"
+    )
+    started = time.monotonic()
+    totals = [0, 0, 0]
+    junits: list[Path] = []
+    with log.open("w") as handle:
+        for label, selection in BUILD_PASSES:
+            if label not in phases:
+                continue
+            junit = out_dir / f"verify-build-{label}.xml"
+            junit.unlink(missing_ok=True)
+            cmd = [
+                sys.executable, "-m", "pytest", str(repo_root() / "tests" / "infra"), *target.pytest_args(ssh_config),
+                "-p", "no:cacheprovider", f"--junitxml={junit}", "-q", "-m", selection,
+            ]  # fmt: skip
+            handle.write(f"== {label} checks on {target.url}: -m '{selection}'\n")
+            handle.flush()
+            subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT, check=False, cwd=repo_root())
+            junits.append(junit)
+            counts = _count(junit) if junit.exists() else (0, 1, 0)
+            totals = [a + b for a, b in zip(totals, counts, strict=True)]
+    scan: dict[str, object] = scan_target(target) if hygiene else {"clean": True, "skipped": True}
+    passed, failed, skipped = totals
+    return BuildVerifyResult(
+        target.url, passed, failed, skipped, check_results(junits), scan, time.monotonic() - started, log, junits
+    )

@@ -45,7 +45,9 @@ def resolver(template: dict[str, list[Any]], vars_file_values: dict[str, str]) -
             variables=variables,
             local_exprs=local_exprs(template),
             path_root=str(TEMPLATE_DIR),
-            build={"SourceAMI": FAKE_SOURCE_AMI, "SourceAMIName": "source-name"},
+            # amazon builder values, and the communicator's (kept as their references: known only when building)
+            build={"SourceAMI": FAKE_SOURCE_AMI, "SourceAMIName": "source-name"}
+            | {name: f"${{build.{name}}}" for name in ("SSHPrivateKey", "User", "Host", "Port")},
         )
         return scope, lambda value: resolve(value, scope)
 
@@ -56,7 +58,7 @@ def resolver(template: dict[str, list[Any]], vars_file_values: dict[str, str]) -
 def legacy_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A checkout-shaped temp dir: packer/eks-node as 1.6.6 can load it, playbooks/roles/ansible.cfg linked."""
     root = tmp_path_factory.mktemp("legacy")
-    for name in ("playbooks", "roles", "ansible.cfg"):
+    for name in ("playbooks", "roles", "ansible.cfg", "src"):
         (root / name).symlink_to(REPO / name)
     (root / "packer").mkdir()
     shutil.copytree(KUBERNETES_DIR, root / "packer" / "kubernetes")

@@ -187,6 +187,8 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "formatdate": _formatdate,
     "length": len,
     "lower": str.lower,
+    "join": lambda separator, items: separator.join(items),
+    "parseint": lambda text, base: int(text, base),
     "contains": lambda items, value: value in items,
     "coalesce": lambda *values: next(v for v in values if v not in ("", None)),
     "lookup": lambda mapping, key, *default: mapping[key] if key in mapping or not default else default[0],

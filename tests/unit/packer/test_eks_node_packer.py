@@ -96,14 +96,21 @@ def test_legacy_copy_drops_only_what_1_6_6_lacks(tmp_path, template):
 
 # --- packer validate -----------------------------------------------------------------------------------------
 
-# Every minor once and every OS x arch at least once.
+
+def minor_of(path: Path) -> int:
+    return int(path.name.removesuffix(".pkrvars.hcl").split(".")[1])
+
+
+# Every minor once and every OS x arch at least once (AL2 only up to 1.32: see the refusals below).
+_FILES = sorted(KUBERNETES_DIR.glob("*.pkrvars.hcl"), key=minor_of)
+_OLD = [path for path in _FILES if minor_of(path) <= 32]
+_NEW = [path for path in _FILES if minor_of(path) > 32]
 GOOD_CASES = {
     f"{path.name.removesuffix('.pkrvars.hcl')}-{os_name}-{arch}": (path, {"os": os_name, "arch": arch})
-    for path, (os_name, arch) in zip(
-        sorted(KUBERNETES_DIR.glob("*.pkrvars.hcl")),
-        [*COMBOS, *COMBOS],
-        strict=False,
-    )
+    for path, (os_name, arch) in [
+        *zip(_OLD, [*COMBOS, *COMBOS], strict=False),
+        *zip(_NEW, [combo for combo in COMBOS if combo[0] == "al2023"] * 2, strict=False),
+    ]
 }
 GOOD_CASES["1.31-all-options"] = (
     KUBERNETES_DIR / "1.31.pkrvars.hcl",
@@ -127,14 +134,21 @@ GOOD_CASES["1.31-all-options"] = (
         "ssh_source_cidrs": '["203.0.113.0/24"]',
         "ssh_interface": "session_manager",
         "iam_instance_profile": "nodeforge-builder",
-        "subnet_id": "subnet-0123456789abcdef0",
+        "associate_public_ip_address": "false",
+        "ec2_endpoint": "https://vpce-0123-abcd.ec2.eu-central-1.vpce.amazonaws.com",
+        "source_ami_owners": '["amazon","123456789012"]',
+        "root_volume_type": "gp3",
+        "subnet_filter": '{"tag:Name"="build-*"}',
+        "vpc_filter": '{"tag:Name"="build"}',
         "source_ami_id": "ami-0123456789abcdef0",
         "deprecate_at": "2027-01-01T00:00:00Z",
         "ami_org_arns": '["arn:aws:organizations::123456789012:organization/o-abc123def4"]',
+        "security_group_ids": "[]",
         "extra_tags": '{"team"="platform"}',
         "build_id": "ci-42",
         "git_commit": "0123abcd",
         "artifact_source": "/srv/eks-artifacts",
+        "sandbox_image_archive_path": "images/pause-3.10.oci.tar",
     },
 )
 
@@ -200,6 +214,39 @@ BAD_CASES = [
     ("iam_instance_profile", "builder profile!", "The iam_instance_profile must be an instance profile name"),
     ("build_id", "build 42", "The build_id must be at most 40"),
     ("git_commit", "abc def", "The git_commit must be 1 to 64 characters without spaces"),
+    ("kubelet_version", "latest", "nodeforge build-vars MINOR --kubelet-version latest"),
+    ("subnet_filter", '{"tag:Name"=""}', "The subnet_filter must map non-empty filter names"),
+    ("vpc_filter", '{""="x"}', "The vpc_filter must map non-empty filter names"),
+    ("associate_public_ip_address", "yes", "The associate_public_ip_address must be empty, true or false"),
+    ("security_group_ids", '["sg-12"]', "The security_group_ids must be security group ids"),
+    ("ec2_endpoint", "http://ec2.example", "The ec2_endpoint must be empty or an https URL"),
+    ("source_ami_owners", '["amzn"]', "The source_ami_owners must list 12-digit account ids"),
+    ("source_ami_owners", "[]", "The source_ami_owners must list 12-digit account ids"),
+    ("root_volume_type", "st1", "The root_volume_type must be gp3, gp2, io1 or io2"),
+    ("nodeforge_command", "", "The nodeforge_command must be a non-empty command"),
+    ("sandbox_image_archive_path", "/abs/pause.tar", "The sandbox_image_archive_path must be empty or a relative"),
+]
+# Combinations of valid variables that cannot build: the template's refusals (locals.pkr.hcl refusal_checks).
+REFUSAL = "CANNOT BUILD:"
+REFUSAL_CASES = [
+    ("1.33", {"os": "al2"}, "os = al2 cannot run Kubernetes 1.33 or later"),
+    ("1.35", {"os": "al2", "arch": "arm64"}, "os = al2 cannot run Kubernetes 1.33 or later"),
+    ("1.31", {"os": "al2", "containerd_package_version": "2.1.5"}, "containerd_package_version 2.x cannot be"),
+    ("1.31", {"kubelet_version": "1.30.7"}, "kubelet_version must be a build of kubernetes_version"),
+    ("1.31", {"ssh_interface": "session_manager"}, "session_manager needs iam_instance_profile"),
+    ("1.31", {"ssh_interface": "public_ip", "associate_public_ip_address": "false"}, "needs a public address"),
+    (
+        "1.31",
+        {"security_group_ids": '["sg-0123456789abcdef0"]', "ssh_source_cidrs": '["10.0.0.0/8"]'},
+        "ssh_source_cidrs only apply to the temporary security group",
+    ),
+    ("1.31", {"subnet_id": "subnet-01234567", "subnet_filter": '{"tag:a"="b"}'}, "subnet_id and subnet_filter"),
+    ("1.31", {"vpc_filter": '{"tag:a"="b"}'}, "vpc_filter needs subnet_id or subnet_filter"),
+    ("1.31", {"root_volume_type": "gp2", "root_volume_iops": "4000"}, "root_volume_iops applies to gp3, io1"),
+    ("1.31", {"root_volume_type": "io2", "root_volume_throughput": "250"}, "root_volume_throughput applies to gp3"),
+    ("1.31", {"root_volume_iops": "16000"}, "gp3 allows 500 IOPS per GiB"),
+    ("1.31", {"root_volume_throughput": "1000"}, "gp3 allows 0.25 MiB/s per IOPS"),
+    ("1.31", {"root_volume_type": "io1", "root_volume_iops": "3001"}, "io1 allows 50 IOPS per GiB"),
 ]
 # The amazon builder's own cross-field checks (no single variable's validation can state them): valid variables.
 BUILDER_CASES = [
@@ -233,7 +280,21 @@ def bad_rounds() -> list[dict[str, str]]:
 def bad_results(legacy_root):
     cases = {f"round{index}": (KUBERNETES_DIR / "1.31.pkrvars.hcl", r) for index, r in enumerate(bad_rounds())}
     cases |= {f"builder{index}": (KUBERNETES_DIR / "1.31.pkrvars.hcl", v) for index, (v, _) in enumerate(BUILDER_CASES)}
+    cases |= {
+        f"refusal{index}": (KUBERNETES_DIR / f"{minor}.pkrvars.hcl", v)
+        for index, (minor, v, _) in enumerate(REFUSAL_CASES)
+    }
     return run_all(legacy_root, cases)
+
+
+@pytest.mark.parametrize("index", range(len(REFUSAL_CASES)))
+def test_template_refuses_what_cannot_build(bad_results, index):
+    reason = REFUSAL_CASES[index][2]
+    proc = bad_results[f"refusal{index}"]
+    out = flat(proc)
+    assert proc.returncode != 0, out
+    assert REFUSAL in out and reason in out, out
+    assert out.count(";") == out.split(REFUSAL, 1)[1].count(";"), "one refusal, no others"
 
 
 def flat(proc: subprocess.CompletedProcess[str]) -> str:
@@ -434,6 +495,12 @@ def test_post_processors_write_the_manifest_contract(tmp_path):
     components.parent.mkdir(parents=True)
     packages = {"kernel": "5.10.230", "containerd": "1.7.27", "runc": "1.1.14"}
     components.write_text(json.dumps({"os": {"version": "2"}, "packages": packages}))
+    # The tag-images step needs AWS: a stand-in nodeforge records how it is called (tests/unit/packer/test_ami_tags.py
+    # runs the real command against moto).
+    calls = tmp_path / "nodeforge-calls"
+    stub = tmp_path / "nodeforge-stub"
+    stub.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    stub.chmod(0o755)
     proc = run_packer(
         [
             "build",
@@ -446,11 +513,14 @@ def test_post_processors_write_the_manifest_contract(tmp_path):
             "build_id=dry1",
             "-var",
             "git_commit=0123abcd",
+            "-var",
+            f"nodeforge_command={stub}",
             "packer/eks-node",
         ],
         cwd=root,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert calls.read_text() == "tag-images build/eks-node/manifest.json dry1\n", "tagged after the merge"
     document = json.loads((root / "build" / "eks-node" / "manifest.json").read_text())
     (build,) = document["builds"]
     assert build["custom_data"] == {

@@ -75,7 +75,8 @@ def provisioners(build: dict[str, Any], kind: str) -> list[dict[str, Any]]:
     return [body[kind] for body in build.get("provisioner", []) if kind in body]
 
 
-def post_processor(build: dict[str, Any], kind: str) -> dict[str, Any]:
+def post_processor(build: dict[str, Any], kind: str, index: int | None = None) -> dict[str, Any]:
+    """The one post-processor of that kind, or the index-th of several."""
     found = [
         item[kind]
         for chain in build.get("post-processors", [])
@@ -83,6 +84,8 @@ def post_processor(build: dict[str, Any], kind: str) -> dict[str, Any]:
         if kind in item
     ]
     found += [item[kind] for item in build.get("post-processor", []) if kind in item]
+    if index is not None:
+        return found[index]
     assert len(found) == 1, f"one {kind} post-processor"
     return found[0]
 
@@ -160,6 +163,12 @@ def test_build_instance_and_ami(template, resolver, os_name, arch):
     assert volume["volume_type"] == "gp3"
     assert volume["encrypted"] is True
     assert (volume["volume_size"], volume["iops"], volume["throughput"]) == (20, 3000, 125)
+    assert source["associate_public_ip_address"] is None, "unset: the subnet's default"
+    assert source["security_group_ids"] == [] and source["custom_endpoint_ec2"] == ""
+    assert source["user_data"] == "", "no user data unless session_manager"
+    assert source["subnet_filter"] == [] and source["vpc_filter"] == []
+    (polling,) = source["aws_polling"]
+    assert polling["delay_seconds"] * polling["max_attempts"] == 4 * 3600, "AMI copies may take 4 hours"
     assert volume["delete_on_termination"] is True
     assert source["kms_key_id"] == volume["kms_key_id"] == ""
     assert source["region_kms_key_ids"] == {}
@@ -198,7 +207,9 @@ def test_tags_on_ami_snapshots_and_instance(template, resolver, os_name, arch):
     assert tags["arch"] == arch
     assert tags["kubernetes_version"] == "1.31"
     assert tags["kubelet_version"] == "1.31.3"
-    assert tags["containerd_version"] == "os-default"
+    # measured versions: placeholders until the last post-processor tags the AMIs from the component manifest
+    for key in ("containerd_version", "runc_version", "kernel_version"):
+        assert tags[key] == "pending-component-manifest"
     assert tags["source_ami"] == "{{ .SourceAMI }}"
     assert tags["build_id"] == "b42"
     assert tags["git_commit"] == "0123abcd"
@@ -215,9 +226,43 @@ def test_tags_carry_pinned_containerd_and_extra_tags(template, resolver):
     source = resolved_source(
         template, resolver, containerd_package_version="1.7.27", extra_tags={"team": "platform", "os": "spoof"}
     )
-    assert source["tags"]["containerd_version"] == "1.7.27"
+    assert source["tags"]["containerd_version"] == "pending-component-manifest", "the measured version is tagged"
     assert source["tags"]["team"] == "platform"
     assert source["tags"]["os"] == "al2023", "the template's own tags win"
+
+
+def test_network_and_volume_options(template, resolver):
+    source = resolved_source(
+        template,
+        resolver,
+        associate_public_ip_address="false",
+        security_group_ids=["sg-0123456789abcdef0"],
+        subnet_filter={"tag:Name": "build-*"},
+        vpc_filter={"tag:Name": "build"},
+        ec2_endpoint="https://ec2.vpce.example",
+        source_ami_owners=["123456789012"],
+        root_volume_type="io2",
+        root_volume_iops=8000,
+    )
+    assert source["associate_public_ip_address"] is False
+    assert source["security_group_ids"] == ["sg-0123456789abcdef0"]
+    assert source["subnet_filter"] == [{"filters": {"tag:Name": "build-*"}, "most_free": True}]
+    assert source["vpc_filter"] == [{"filters": {"tag:Name": "build"}}]
+    assert source["custom_endpoint_ec2"] == "https://ec2.vpce.example"
+    assert source["source_ami_filter"][0]["owners"] == ["123456789012"]
+    (volume,) = source["launch_block_device_mappings"]
+    assert (volume["volume_type"], volume["iops"], volume["throughput"]) == ("io2", 8000, None)
+    (volume,) = resolved_source(template, resolver, root_volume_type="gp2")["launch_block_device_mappings"]
+    assert (volume["volume_type"], volume["iops"], volume["throughput"]) == ("gp2", None, None)
+
+
+def test_session_manager_starts_the_agent_from_user_data(template, resolver):
+    source = resolved_source(template, resolver, ssh_interface="session_manager", iam_instance_profile="builder")
+    assert source["ssh_interface"] == "session_manager" and source["iam_instance_profile"] == "builder"
+    lines = source["user_data"].splitlines()
+    assert lines[0] == "#!/bin/sh"
+    assert "dnf install -y amazon-ssm-agent || yum install -y amazon-ssm-agent" in lines[1]
+    assert lines[2] == "systemctl enable --now amazon-ssm-agent"
 
 
 def test_source_ami_id_replaces_the_filter(template, resolver):
@@ -300,7 +345,12 @@ def local_template_playbook() -> str:
 @pytest.mark.parametrize(("os_name", "arch"), COMBOS)
 def test_same_playbook_as_the_local_bake(template, resolver, os_name, arch):
     _, value = resolver(os=os_name, arch=arch)
-    (ansible,) = provisioners(the_build(template), "ansible")
+    ansible, sysprep = provisioners(the_build(template), "ansible")
+    sysprep = value(sysprep)
+    assert posixpath.normpath(sysprep["playbook_file"]) == str(REPO / "playbooks" / "sysprep.yml")
+    assert json.loads(sysprep["extra_arguments"][1]) == {
+        "ansible_python_interpreter": {"al2023": "/usr/bin/python3", "al2": "/usr/bin/python3.8"}[os_name]
+    }
     ansible = value(ansible)
     playbook = posixpath.normpath(ansible["playbook_file"])
     assert playbook == local_template_playbook() == str(REPO / "playbooks" / "node.yml")
@@ -320,7 +370,10 @@ def test_same_playbook_as_the_local_bake(template, resolver, os_name, arch):
         "kubelet_build_date": "2024-12-12",
         "containerd_package_version": "",
         "node_base_time_sync_servers": ["169.254.169.123"],
-        "ansible_python_interpreter": "/usr/bin/python3",
+        "ansible_python_interpreter": {"al2023": "/usr/bin/python3", "al2": "/usr/bin/python3.8"}[os_name],
+        "nodeforge_sysprep": False,
+        "containerd_sandbox_image_archive_source": "https://amazon-eks.s3.us-west-2.amazonaws.com",
+        "containerd_sandbox_image_archive_path": "",
     }
 
 
@@ -351,13 +404,42 @@ def test_components_manifest_path_is_the_roles(template, resolver):
     _, value = resolver()
     remote = value(local_exprs(template)["image_components_remote_path"])
     assert remote == yaml.safe_load(defaults.read_text())["image_manifest_path"]
-    (download,) = provisioners(the_build(template), "file")
+    download, _upload = provisioners(the_build(template), "file")
     download = value(download)
     assert download == {
         "direction": "download",
         "source": remote,
         "destination": "build/eks-node/nodeforge-eks-node-1.31-al2023-x86_64-20250102T030405Z.components.json",
     }
+
+
+def test_the_build_verifies_itself_before_the_ami_is_registered(template, resolver):
+    """Order: node playbook (no sysprep) -> component manifest -> verify-build over SSH (tests/infra, CIS) ->
+    sysprep playbook -> hygiene scan on the instance. Each step fails the build on failure; the AMI is registered
+    only after the last provisioner."""
+    _, value = resolver(os="al2")
+    build = the_build(template)
+    order = [next(iter(item)) for item in build["provisioner"]]
+    assert order == ["shell", "ansible", "file", "shell-local", "ansible", "file", "shell"]
+    (verify,) = provisioners(build, "shell-local")
+    script = "\n".join(value(verify)["inline"])
+    assert script.startswith("set -e\n"), "a failing verify-build fails the step"
+    assert "<<'NODEFORGE_BUILD_KEY'\n${build.SSHPrivateKey}\nNODEFORGE_BUILD_KEY" in script
+    assert (
+        "nodeforge verify-build 'ssh://${build.User}@${build.Host}:${build.Port}' --ssh-key \"$key\" --sudo "
+        "--no-sysprep-checks --no-hygiene --out 'build/eks-node/nodeforge-eks-node-1.31-al2-x86_64-20250102T030405Z"
+        ".verify'"
+    ) in script
+    _, upload = provisioners(build, "file")
+    upload = value(upload)
+    assert Path(posixpath.normpath(upload["source"])) == REPO / "src" / "nodeforge" / "bake" / "hygiene.py"
+    _, scan = provisioners(build, "shell")
+    (command,) = value(scan)["inline"]
+    assert command == (
+        "sudo sh -c 'tar --one-file-system --numeric-owner -C / -cf - . | /usr/bin/python3.8 "
+        f"{upload['destination']} -'; status=$?; rm -f {upload['destination']}; exit $status"
+    )
+    assert upload["destination"].startswith("/dev/shm/"), "a tmpfs: the scanner itself never lands in the image"
 
 
 # --- the manifest contract -----------------------------------------------------------------------------------
@@ -383,10 +465,12 @@ def test_manifest_custom_data_contract(template, resolver, os_name, arch):
     assert data["build_id"] == "20250102T030405Z"
     assert (data["kernel_version"], data["runc_version"], data["containerd_version"]) == ("", "", "")
 
-    merge = value(post_processor(the_build(template), "shell-local"))
+    merge = value(post_processor(the_build(template), "shell-local", 0))
     (command,) = merge["inline"]
     assert "scripts/merge_versions.py" in command
     assert (TEMPLATE_DIR / "scripts" / "merge_versions.py").is_file()
+    (tag,) = value(post_processor(the_build(template), "shell-local", 1))["inline"]
+    assert tag == "nodeforge tag-images 'build/eks-node/manifest.json' '20250102T030405Z'", "tags after the merge"
 
 
 def test_catalog_ingests_the_manifest(template, resolver):

@@ -140,6 +140,31 @@ def test_git_commit_defaults_to_the_checkout():
         (["1.31", "--artifact-source", "relative/dir"], "--artifact-source"),
         (["1.31", "--deprecate-at", "2027-13-01T00:00:00Z"], "--deprecate-at"),
         (["1.31", "--subnet-id", "subnet-1"], "--subnet-id"),
+        # combinations that cannot build (the template refuses the same: test_eks_node_packer REFUSAL_CASES)
+        (["1.33", "--os", "al2"], "--os"),
+        (["1.35", "--os", "al2", "--arch", "arm64"], "--os"),
+        (["1.31", "--os", "al2", "--containerd-package-version", "2.1.5"], "--containerd-package-version"),
+        (["1.31", "--kubelet-version", "1.31.3"], "--kubelet-version"),
+        (["1.31", "--ssh-interface", "ssm"], "--ssh-interface"),
+        (["1.31", "--ssh-interface", "session_manager"], "--iam-instance-profile"),
+        (
+            ["1.31", "--ssh-interface", "public_ip", "--associate-public-ip-address", "false"],
+            "--associate-public-ip-address",
+        ),
+        (["1.31", "--associate-public-ip-address", "yes"], "--associate-public-ip-address"),
+        (["1.31", "--security-group-ids", "sg-1"], "--security-group-ids"),
+        (["1.31", "--ssh-source-cidrs", "10.0.0.0/33"], "--ssh-source-cidrs"),
+        (["1.31", "--security-group-ids", "sg-01234567", "--ssh-source-cidrs", "10.0.0.0/8"], "--ssh-source-cidrs"),
+        (["1.31", "--subnet-id", "subnet-01234567", "--subnet-filter", "tag:Name=b"], "--subnet-filter"),
+        (["1.31", "--subnet-filter", "tag:Name"], "--subnet-filter"),
+        (["1.31", "--vpc-filter", "tag:Name=build"], "--vpc-filter"),
+        (["1.31", "--ec2-endpoint", "http://ec2.example"], "--ec2-endpoint"),
+        (["1.31", "--source-ami-owners", "amzn"], "--source-ami-owners"),
+        (["1.31", "--root-volume-type", "st1"], "--root-volume-type"),
+        (["1.31", "--root-volume-type", "gp2", "--root-volume-iops", "4000"], "--root-volume-iops"),
+        (["1.31", "--root-volume-type", "io2", "--root-volume-throughput", "250"], "--root-volume-throughput"),
+        (["1.31", "--root-volume-type", "io1", "--root-volume-iops", "3001"], "--root-volume-iops"),
+        (["1.33", "--kubelet-version", "latest", "--artifact-source", "/nonexistent/folder"], "--kubelet-version"),
     ],
 )
 def test_bad_input_names_the_option(args, option):
@@ -211,5 +236,38 @@ def test_the_printed_command_is_valid_for_packer(legacy_root):
     assert result.exit_code == 0, result.output
     argv = shlex.split(result.stdout)
     assert argv[:2] == ["packer", "build"]
+    proc = run_packer(["validate", *argv[2:]], cwd=legacy_root, stub_ansible=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_latest_resolves_the_newest_build_and_pins_it(tmp_path):
+    from nodeforge.bake.fixtures import Release, build_artifact_tree
+    from nodeforge.bake.mirror import ArtifactMirror
+
+    build_artifact_tree(tmp_path, [Release("1.34.9", "2026-07-05"), Release("1.34.11", "2026-08-20")])
+    with ArtifactMirror(tmp_path) as mirror:
+        result = invoke("1.34", "--kubelet-version", "latest", "--artifact-source", mirror.url, "--output", "json")
+    assert result.exit_code == 0, result.output
+    variables = json.loads(result.stdout)["variables"]
+    assert (variables["kubelet_version"], variables["kubelet_build_date"]) == ("1.34.11", "2026-08-20")
+    command = json.loads(result.stdout)["command"]
+    assert "kubelet_version=1.34.11" in command and "kubelet_build_date=2026-08-20" in command
+    # without --kubelet-version the vars file's pinned build stays
+    pinned = json.loads(invoke("1.34", "--output", "json").stdout)["variables"]
+    assert (pinned["kubelet_version"], pinned["kubelet_build_date"]) == ("1.34.9", "2026-07-05")
+
+
+@needs_packer
+def test_the_printed_command_with_network_options_is_valid_for_packer(legacy_root):
+    result = invoke(
+        "1.35", "--arch", "arm64", "--git-commit", "abc",
+        "--ssh-interface", "session_manager", "--iam-instance-profile", "nodeforge-builder",
+        "--associate-public-ip-address", "false", "--security-group-ids", "sg-0123456789abcdef0",
+        "--subnet-filter", "tag:Name=build-*", "--vpc-filter", "tag:Name=build",
+        "--ec2-endpoint", "https://ec2.us-west-2.amazonaws.com", "--source-ami-owners", "amazon,123456789012",
+        "--root-volume-type", "io1", "--root-volume-iops", "3000", "--root-volume-size", "60",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    argv = shlex.split(result.stdout)
     proc = run_packer(["validate", *argv[2:]], cwd=legacy_root, stub_ansible=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
