@@ -159,14 +159,16 @@ def scan_cmd(
     ] = None,
 ) -> None:
     """Image hygiene: keys, credentials, identity, histories, caches, logs, world-writable, SUID/SGID files."""
-    from nodeforge.hygiene import RULES, HygieneError, scan_rootfs_tar, suid_sgid_allowlist
+    from dataclasses import replace
+
+    from nodeforge.hygiene import RULES, HygieneError, scan_rootfs_tar, suid_sgid_policy
 
     try:
         for extra in allow_suid or []:
             if not extra.startswith("/"):
                 raise HygieneError(f"--allow-suid {extra}: needs an absolute path")
-        allowed = suid_sgid_allowlist() | frozenset(allow_suid or [])
-        result = scan_rootfs_tar(rootfs, allowed)
+        policy = suid_sgid_policy()
+        result = scan_rootfs_tar(rootfs, replace(policy, allowed=policy.allowed | frozenset(allow_suid or [])))
     except HygieneError as exc:
         Console(stderr=True).print(f"[red]scan failed:[/red] {exc}")
         raise typer.Exit(2) from exc

@@ -40,9 +40,11 @@ __all__ = [
     "Finding",
     "HygieneError",
     "ScanResult",
+    "SuidSgidPolicy",
     "scan_members",
     "scan_rootfs_tar",
     "suid_sgid_allowlist",
+    "suid_sgid_policy",
 ]
 
 RULES: dict[str, str] = {
@@ -93,6 +95,7 @@ RHOSTS_SYSTEM = frozenset({"etc/hosts.equiv", "etc/shosts.equiv"})
 # The hardening role's SUID/SGID lists, relative to the checkout.
 SUID_SGID_LISTS = Path("roles/hardening/vars/suid_sgid.yml")
 SUID_SGID_ALLOW_KEY = "hardening_suid_sgid_system_allowlist"
+SUID_SGID_SKIP_KEY = "hardening_suid_sgid_skipped_dirs"
 # Content checks read files up to this size (keys and credential files are small).
 CONTENT_LIMIT = 4 * 1024 * 1024
 
@@ -110,8 +113,25 @@ class HygieneError(Exception):
     """The image cannot be scanned (missing file, not a tar, no allow list)."""
 
 
-def suid_sgid_allowlist(path: Path | None = None) -> frozenset[str]:
-    """Absolute paths that may keep a SUID/SGID bit: the hardening role's allow list (one list for both)."""
+@dataclass(frozen=True)
+class SuidSgidPolicy:
+    """The hardening role's SUID/SGID lists: files that may keep a bit, directories not looked into."""
+
+    allowed: frozenset[str]
+    skipped_dirs: tuple[str, ...] = ()
+
+    def finding(self, path: str, member: tarfile.TarInfo) -> Finding | None:
+        if not (member.isfile() or member.islnk()) or not member.mode & (stat.S_ISUID | stat.S_ISGID):
+            return None
+        absolute = "/" + path
+        if absolute in self.allowed or absolute.startswith(tuple(d.rstrip("/") + "/" for d in self.skipped_dirs)):
+            return None
+        bits = "+".join(name for name, flag in (("SUID", stat.S_ISUID), ("SGID", stat.S_ISGID)) if member.mode & flag)
+        return Finding("suid-sgid", absolute, f"{bits}, mode {stat.filemode(member.mode | stat.S_IFREG)}")
+
+
+def suid_sgid_policy(path: Path | None = None) -> SuidSgidPolicy:
+    """The hardening role's SUID/SGID allow list and skipped directories (one list for the role and the scan)."""
     import yaml  # lazy: only a scan needs it
 
     if path is None:
@@ -125,10 +145,18 @@ def suid_sgid_allowlist(path: Path | None = None) -> frozenset[str]:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise HygieneError(f"{path}: cannot read the SUID/SGID allow list ({exc})") from exc
-    entries = data.get(SUID_SGID_ALLOW_KEY) if isinstance(data, dict) else None
-    if not isinstance(entries, list) or not all(isinstance(e, str) and e.startswith("/") for e in entries):
-        raise HygieneError(f"{path}: {SUID_SGID_ALLOW_KEY} must be a list of absolute paths")
-    return frozenset(entries)
+    lists = {}
+    for key in (SUID_SGID_ALLOW_KEY, SUID_SGID_SKIP_KEY):
+        entries = data.get(key) if isinstance(data, dict) else None
+        if not isinstance(entries, list) or not all(isinstance(e, str) and e.startswith("/") for e in entries):
+            raise HygieneError(f"{path}: {key} must be a list of absolute paths")
+        lists[key] = entries
+    return SuidSgidPolicy(frozenset(lists[SUID_SGID_ALLOW_KEY]), tuple(lists[SUID_SGID_SKIP_KEY]))
+
+
+def suid_sgid_allowlist(path: Path | None = None) -> frozenset[str]:
+    """Absolute paths that may keep a SUID/SGID bit: the hardening role's allow list."""
+    return suid_sgid_policy(path).allowed
 
 
 @dataclass(frozen=True)
@@ -169,15 +197,6 @@ def _path_findings(path: str, member: tarfile.TarInfo) -> Iterator[Finding]:
     if name == ".netrc" and not member.isdir():
         yield Finding("netrc", "/" + path, "plain-text login file")
     yield from _mode_findings(path, member)
-
-
-def _suid_sgid_finding(path: str, member: tarfile.TarInfo, allowed: frozenset[str]) -> Finding | None:
-    if not (member.isfile() or member.islnk()) or not member.mode & (stat.S_ISUID | stat.S_ISGID):
-        return None
-    if "/" + path in allowed:
-        return None
-    bits = "+".join(bit for bit, flag in (("SUID", stat.S_ISUID), ("SGID", stat.S_ISGID)) if member.mode & flag)
-    return Finding("suid-sgid", "/" + path, f"{bits}, mode {stat.filemode(member.mode | stat.S_IFREG)}")
 
 
 def _passwd_findings(path: str, data: bytes) -> Iterator[Finding]:
@@ -238,9 +257,9 @@ def _parse_md5sums(data: bytes) -> Iterator[tuple[str, str]]:
             yield name.strip().lstrip("/"), digest.strip()
 
 
-def scan_members(tar: tarfile.TarFile, suid_sgid_allowed: frozenset[str] | None = None) -> ScanResult:
-    """Scan an open tar of a root filesystem (SUID/SGID files against SUID_SGID_ALLOWED, default the role's list)."""
-    allowed = suid_sgid_allowlist() if suid_sgid_allowed is None else suid_sgid_allowed
+def scan_members(tar: tarfile.TarFile, suid_sgid: SuidSgidPolicy | None = None) -> ScanResult:
+    """Scan an open tar of a root filesystem (SUID/SGID files against SUID_SGID, default the role's lists)."""
+    policy = suid_sgid_policy() if suid_sgid is None else suid_sgid
     findings: list[Finding] = []
     packaged: dict[str, str] = {}  # path -> md5 recorded by dpkg
     key_md5: dict[str, str] = {}  # path of a private-key finding -> md5 of its content
@@ -251,7 +270,7 @@ def scan_members(tar: tarfile.TarFile, suid_sgid_allowed: frozenset[str] | None 
             continue
         members += 1
         findings.extend(_path_findings(path, member))
-        suid = _suid_sgid_finding(path, member, allowed)
+        suid = policy.finding(path, member)
         if suid:
             findings.append(suid)
         if not (member.isfile() and 0 < member.size <= CONTENT_LIMIT):
@@ -283,13 +302,13 @@ def _dedupe(findings: Iterable[Finding]) -> list[Finding]:
     return unique
 
 
-def scan_rootfs_tar(path: Path, suid_sgid_allowed: frozenset[str] | None = None) -> ScanResult:
+def scan_rootfs_tar(path: Path, suid_sgid: SuidSgidPolicy | None = None) -> ScanResult:
     """Scan the root filesystem tar at PATH; raises HygieneError naming the file when it cannot be read."""
     if not path.is_file():
         raise HygieneError(f"{path}: no such file (expected a root filesystem tar, e.g. build/local/TAG/rootfs.tar)")
-    allowed = suid_sgid_allowlist() if suid_sgid_allowed is None else suid_sgid_allowed
+    policy = suid_sgid_policy() if suid_sgid is None else suid_sgid
     try:
         with tarfile.open(path, mode="r|*") as tar:
-            return scan_members(tar, allowed)
+            return scan_members(tar, policy)
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise HygieneError(f"{path}: not a readable tar ({exc})") from exc

@@ -337,8 +337,10 @@ def suid_sgid_lists() -> dict[str, list[str]]:
 
 
 def test_no_unexpected_suid_sgid(host, suid_sgid_lists):
+    prune = " -o ".join(f"-path {d}" for d in suid_sgid_lists["hardening_suid_sgid_skipped_dirs"])
     with host.sudo():
-        found = host.run(r"find / -xdev -type f \( -perm -4000 -o -perm -2000 \) -print").stdout.split()
+        out = host.run(rf"find / -xdev \( {prune} \) -prune -o -type f \( -perm -4000 -o -perm -2000 \) -print")
+    found = out.stdout.split()
     allowed = set(suid_sgid_lists["hardening_suid_sgid_system_allowlist"])
     blocked = set(suid_sgid_lists["hardening_suid_sgid_system_blocklist"])
     assert not blocked & allowed

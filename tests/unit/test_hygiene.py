@@ -12,7 +12,14 @@ import yaml
 from typer.testing import CliRunner
 
 from nodeforge.cli import app
-from nodeforge.hygiene import RULES, HygieneError, scan_rootfs_tar, suid_sgid_allowlist
+from nodeforge.hygiene import (
+    RULES,
+    HygieneError,
+    SuidSgidPolicy,
+    scan_rootfs_tar,
+    suid_sgid_allowlist,
+    suid_sgid_policy,
+)
 
 KEY = (
     b"-----BEGIN OPENSSH PRIVATE KEY-----\n"
@@ -131,12 +138,16 @@ def test_suid_sgid_allowlist_is_the_roles(tmp_path):
     # a file the role's block list names is a finding; an explicit allow list replaces the role's
     tar = make_tar(tmp_path / "keysign.tar", [("./usr/lib/openssh/ssh-keysign", b"\x7fELF", 0o4711)])
     assert [f.rule for f in scan_rootfs_tar(tar).findings] == ["suid-sgid"]
-    assert scan_rootfs_tar(tar, frozenset({"/usr/lib/openssh/ssh-keysign"})).findings == []
+    assert scan_rootfs_tar(tar, SuidSgidPolicy(frozenset({"/usr/lib/openssh/ssh-keysign"}))).findings == []
+    # container images' layers are the images', not the node's
+    assert suid_sgid_policy().skipped_dirs == tuple(role["hardening_suid_sgid_skipped_dirs"])
+    layer = "./var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/1/fs/usr/bin/newgrp"
+    assert scan_rootfs_tar(make_tar(tmp_path / "layer.tar", [(layer, b"\x7fELF", 0o4755)])).findings == []
 
 
 def test_bad_allowlist_names_the_file(tmp_path):
     bad = tmp_path / "suid_sgid.yml"
-    bad.write_text("hardening_suid_sgid_system_allowlist: [usr/bin/su]\n")
+    bad.write_text("hardening_suid_sgid_system_allowlist: [usr/bin/su]\nhardening_suid_sgid_skipped_dirs: []\n")
     with pytest.raises(HygieneError, match=r"suid_sgid\.yml: hardening_suid_sgid_system_allowlist must be"):
         suid_sgid_allowlist(bad)
     with pytest.raises(HygieneError, match=r"missing\.yml: cannot read"):
