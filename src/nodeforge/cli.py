@@ -264,12 +264,22 @@ def _print_checks(image: str, checks: list) -> None:
 def scan_cmd(
     rootfs: Annotated[Path, typer.Argument(help="Root filesystem tar of an image (build/local/TAG/rootfs.tar)")],
     output: Annotated[str, typer.Option(help="text or json")] = "text",
+    allow_suid: Annotated[
+        list[str] | None,
+        typer.Option(help="Also accept a SUID/SGID file (as the role's hardening_suid_sgid_allowlist); repeatable"),
+    ] = None,
 ) -> None:
-    """Image hygiene: keys, credentials, identity, histories, caches, logs, world-writable files."""
-    from nodeforge.bake.hygiene import RULES, HygieneError, scan_rootfs_tar
+    """Image hygiene: keys, credentials, identity, histories, caches, logs, world-writable, SUID/SGID files."""
+    from dataclasses import replace
+
+    from nodeforge.bake.hygiene import RULES, HygieneError, scan_rootfs_tar, suid_sgid_policy
 
     try:
-        result = scan_rootfs_tar(rootfs)
+        for extra in allow_suid or []:
+            if not extra.startswith("/"):
+                raise HygieneError(f"--allow-suid {extra}: needs an absolute path")
+        policy = suid_sgid_policy()
+        result = scan_rootfs_tar(rootfs, replace(policy, allowed=policy.allowed | frozenset(allow_suid or [])))
     except HygieneError as exc:
         Console(stderr=True).print(f"[red]scan failed:[/red] {exc}")
         raise typer.Exit(2) from exc

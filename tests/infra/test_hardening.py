@@ -1,12 +1,17 @@
-"""hardening: kernel parameters, core dumps, modules, SSH, auditd, permissions, unneeded services."""
+"""hardening: kernel parameters, core dumps, modules, SSH, auditd, permissions, unneeded services, and the areas of
+dev-sec's os_hardening a node adds (login.defs, PAM, SUID/SGID, mounts, cron, accounts, .rhosts/.netrc, legacy
+packages, repository signatures, SELinux, Ctrl-Alt-Del). Backend-agnostic: ansible, docker or ssh."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
+import yaml
 
 pytestmark = pytest.mark.hardening
+REPO = Path(__file__).resolve().parents[2]
 
 # The security values a hardened node must have (written down here, not read from the role's defaults, so a
 # weakened default fails).
@@ -192,3 +197,257 @@ def test_restricted_dirs(host, path, mode):
 def test_unneeded_service_masked(host, unit):
     state = host.run(f"systemctl is-enabled {unit}").stdout.strip()
     assert state in {"masked", ""} or "not-found" in state or state == "masked-runtime", f"{unit}: {state}"
+
+
+# --- the os_hardening areas (dev-sec) a node adds: each test shows its area applied --------------------------
+
+LOGIN_DEFS_LIMITS = {"PASS_MAX_DAYS": ("<=", 365), "PASS_MIN_DAYS": (">=", 1), "PASS_WARN_AGE": (">=", 7)}
+# Accounts dev-sec's os_hardening never locks (os_always_ignore_users).
+ALWAYS_IGNORED_ACCOUNTS = {"root", "sync", "shutdown", "halt"}
+NOLOGIN_SHELLS = {"/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false"}
+UID_MIN = 1000
+LEGACY_PACKAGES = {
+    "debian": ["telnet", "inetutils-telnet", "telnetd", "inetutils-telnetd", "rsh-client", "rsh-server",
+               "rsh-redone-client", "rsh-redone-server", "nis", "tftp", "tftp-hpa", "tftpd", "tftpd-hpa",
+               "atftp", "atftpd", "talk", "talkd", "inetutils-talk", "xinetd", "openbsd-inetd", "inetutils-inetd"],
+    "amzn": ["telnet", "telnet-server", "rsh", "rsh-server", "ypbind", "ypserv", "tftp", "tftp-server", "talk",
+             "talk-server", "xinetd"],
+}  # fmt: skip
+LEGACY_COMMANDS = ["telnet", "rsh", "rlogin", "rcp", "ypbind", "tftp", "talk", "in.telnetd", "in.tftpd", "xinetd"]
+# Where the kubelet and containerd keep what they execute: never noexec.
+STATE_DIRS = ("/var/lib/kubelet", "/var/lib/containerd", "/run/containerd")
+SUID_SGID_LISTS = REPO / "roles/hardening/vars/suid_sgid.yml"
+
+
+def family(host) -> str:
+    return "amzn" if host.system_info.distribution in {"amzn", "amazon"} else host.system_info.distribution
+
+
+def in_container(host) -> bool:
+    return host.run("systemd-detect-virt --container").rc == 0
+
+
+def accounts(host) -> list[list[str]]:
+    return [line.split(":") for line in host.file("/etc/passwd").content_string.splitlines() if line.count(":") == 6]
+
+
+@pytest.fixture(scope="module")
+def shadow(host) -> dict[str, list[str]]:
+    with host.sudo():
+        text = host.check_output("cat /etc/shadow")
+    return {fields[0]: fields for fields in (line.split(":") for line in text.splitlines()) if len(fields) >= 8}
+
+
+def login_defs(host) -> dict[str, str]:
+    values = {}
+    for line in host.file("/etc/login.defs").content_string.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and not parts[0].startswith("#"):
+            values[parts[0]] = parts[1]
+    return values
+
+
+def test_login_defs(host):
+    values = login_defs(host)
+    for key, (op, limit) in LOGIN_DEFS_LIMITS.items():
+        value = int(values[key])
+        assert value <= limit if op == "<=" else value >= limit, f"login.defs {key} {value}"
+    assert values["UMASK"] in {"027", "077"}
+    assert values["ENCRYPT_METHOD"] in {"SHA512", "YESCRYPT"}
+
+
+def test_password_ageing_of_existing_accounts(host, shadow):
+    people = [a[0] for a in accounts(host) if int(a[2]) >= UID_MIN and a[0] in shadow]
+    usable = [name for name in people if shadow[name][1] and shadow[name][1][0] not in "*!"]
+    for name in usable:
+        min_days, max_days = shadow[name][3], shadow[name][4]
+        assert max_days and int(max_days) <= 365, f"{name}: password valid {max_days} days"
+        assert min_days and int(min_days) >= 1, f"{name}: password may change after {min_days} days"
+
+
+def pam_lines(host, path: str, kind: str) -> list[str]:
+    """The modules of one PAM stack type, in order (control and arguments dropped)."""
+    modules = []
+    for line in host.file(path).content_string.splitlines():
+        fields = re.sub(r"\[[^\]]*\]", "CTRL", line).split()
+        if fields and fields[0].lstrip("-") == kind and len(fields) >= 3:
+            modules.append(f"{fields[2]} {' '.join(fields[3:])}".strip())
+    return modules
+
+
+def first_index(modules: list[str], prefix: str) -> int:
+    hits = [i for i, module in enumerate(modules) if module.startswith(prefix)]
+    assert hits, f"{prefix} not in {modules}"
+    return hits[0]
+
+
+def pam_stacks(host) -> dict[str, str]:
+    if family(host) == "debian":
+        return {"auth": "/etc/pam.d/common-auth", "account": "/etc/pam.d/common-account",
+                "password": "/etc/pam.d/common-password"}  # fmt: skip
+    return {"auth": "/etc/pam.d/system-auth", "account": "/etc/pam.d/system-auth", "password": "/etc/pam.d/system-auth"}
+
+
+def test_pam_lockout_stack(host):
+    stacks = pam_stacks(host)
+    auth = pam_lines(host, stacks["auth"], "auth")
+    unix = first_index(auth, "pam_unix.so")
+    assert first_index(auth, "pam_faillock.so preauth") < unix < first_index(auth, "pam_faillock.so authfail")
+    account = pam_lines(host, stacks["account"], "account")
+    assert first_index(account, "pam_faillock.so") < first_index(account, "pam_unix.so")
+
+
+def test_pam_password_quality_stack(host):
+    password = pam_lines(host, pam_stacks(host)["password"], "password")
+    assert first_index(password, "pam_pwquality.so") < first_index(password, "pam_pwhistory.so")
+    assert first_index(password, "pam_pwhistory.so") < first_index(password, "pam_unix.so")
+    assert re.search(r"remember=([5-9]|\d\d)", password[first_index(password, "pam_pwhistory.so")])
+
+
+def conf_values(text: str) -> dict[str, str]:
+    values = {}
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    return values
+
+
+def test_pam_faillock_settings(host):
+    if family(host) == "amzn" and host.system_info.release == "2":
+        pytest.skip("AL2's pam_faillock takes its options on the PAM lines (checked by the stack test)")
+    values = conf_values(host.file("/etc/security/faillock.conf").content_string)
+    assert 0 < int(values["deny"]) <= 5
+    assert int(values["unlock_time"]) == 0 or int(values["unlock_time"]) >= 900
+    assert "even_deny_root" in values
+
+
+def test_pam_pwquality_settings(host):
+    values = conf_values(host.file("/etc/security/pwquality.conf").content_string)
+    assert int(values["minlen"]) >= 14
+    assert int(values["minclass"]) >= 4
+    modules = host.run("ls /usr/lib*/security/pam_pwquality.so /usr/lib/*/security/pam_pwquality.so 2>/dev/null")
+    assert modules.stdout.strip(), "pam_pwquality.so is not installed"
+
+
+@pytest.fixture(scope="module")
+def suid_sgid_lists() -> dict[str, list[str]]:
+    return yaml.safe_load(SUID_SGID_LISTS.read_text())
+
+
+def test_no_unexpected_suid_sgid(host, suid_sgid_lists):
+    prune = " -o ".join(f"-path {d}" for d in suid_sgid_lists["hardening_suid_sgid_skipped_dirs"])
+    with host.sudo():
+        out = host.run(rf"find / -xdev \( {prune} \) -prune -o -type f \( -perm -4000 -o -perm -2000 \) -print")
+    found = out.stdout.split()
+    allowed = set(suid_sgid_lists["hardening_suid_sgid_system_allowlist"])
+    blocked = set(suid_sgid_lists["hardening_suid_sgid_system_blocklist"])
+    assert not blocked & allowed
+    assert sorted(set(found) - allowed) == [], "SUID/SGID files off the allow list"
+    assert "/usr/bin/su" in allowed and "/usr/bin/mount" in allowed and "/usr/bin/pkexec" in blocked
+
+
+def test_dev_shm_mount_configured(host):
+    entries = [line.split() for line in host.file("/etc/fstab").content_string.splitlines()]
+    shm = [e for e in entries if len(e) >= 4 and e[1] == "/dev/shm" and not e[0].startswith("#")]
+    assert shm, "no /dev/shm entry in /etc/fstab"
+    assert {"nosuid", "nodev", "noexec"} <= set(shm[-1][3].split(","))
+
+
+@pytest.mark.parametrize("unit", ["tmp.mount", "var-tmp.mount"])
+def test_tmp_mount_units(host, unit):
+    conf = host.file(f"/etc/systemd/system/{unit}").content_string
+    options = re.search(r"^Options=(.*)$", conf, re.M)
+    assert options and {"nosuid", "nodev", "noexec"} <= set(options.group(1).split(","))
+    assert host.run(f"systemctl is-enabled {unit}").stdout.strip() == "enabled"
+
+
+@pytest.mark.parametrize("path", ["/dev/shm", "/tmp", "/var/tmp"])
+def test_mount_options_live(host, path):
+    if in_container(host):
+        pytest.skip("a container's mounts are its runtime's (the units start on a booted node)")
+    mounts = [line.split() for line in host.file("/proc/self/mounts").content_string.splitlines()]
+    mine = [m for m in mounts if m[1] == path]
+    assert mine, f"{path} is not a mount point"
+    assert {"nosuid", "nodev", "noexec"} <= set(mine[-1][3].split(",")), f"{path}: {mine[-1][3]}"
+
+
+def test_kubelet_and_containerd_state_keep_exec(host):
+    # pods' volumes, snapshots and shims run from there: noexec/nosuid there would stop pods
+    for line in host.file("/proc/self/mounts").content_string.splitlines():
+        fields = line.split()
+        if fields[1].startswith(STATE_DIRS) and "/pods/" not in fields[1]:
+            assert "noexec" not in fields[3].split(","), f"{fields[1]} is noexec"
+
+
+def test_cron_restricted(host):
+    for path in ["/etc/crontab", "/etc/cron.d", "/etc/cron.hourly", "/etc/cron.daily", "/etc/cron.weekly",
+                 "/etc/cron.monthly"]:  # fmt: skip
+        entry = host.file(path)
+        if entry.exists:
+            assert entry.user == "root" and entry.group == "root" and entry.mode & 0o077 == 0, f"{path} {entry.mode:o}"
+    for tool in ("cron", "at"):
+        allow = host.file(f"/etc/{tool}.allow")
+        assert allow.exists and allow.user == "root" and allow.mode & 0o037 == 0
+        assert allow.content_string.split() == ["root"]
+        assert not host.file(f"/etc/{tool}.deny").exists
+
+
+def test_no_extra_uid0(host):
+    assert [a[0] for a in accounts(host) if a[2] == "0"] == ["root"]
+
+
+def test_system_accounts_locked(host, shadow):
+    system = [a for a in accounts(host) if 0 < int(a[2]) < UID_MIN and a[0] not in ALWAYS_IGNORED_ACCOUNTS]
+    assert system
+    for name, _, _, _, _, _, shell in system:
+        assert shell in NOLOGIN_SHELLS, f"{name} has login shell {shell}"
+        password = shadow.get(name, ["", "!"])[1]
+        assert password.startswith("!") or password.startswith("*"), f"{name} has a usable password"
+
+
+def test_no_rhosts_netrc(host):
+    homes = {a[5] for a in accounts(host) if a[5] not in {"/", ""}}
+    with host.sudo():
+        for home in sorted(homes):
+            for name in (".rhosts", ".shosts", ".netrc"):
+                assert not host.file(f"{home}/{name}").exists, f"{home}/{name}"
+    assert not host.file("/etc/hosts.equiv").exists and not host.file("/etc/shosts.equiv").exists
+
+
+def test_legacy_packages_removed(host):
+    names = LEGACY_PACKAGES.get(family(host), [])
+    assert names, f"no legacy package list for {family(host)}"
+    assert [n for n in names if host.package(n).is_installed] == []
+    assert [c for c in LEGACY_COMMANDS if host.exists(c)] == []
+
+
+def test_repository_signatures(host):
+    if family(host) == "debian":
+        sources = host.run("cat /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null").stdout
+        assert not re.search(r"trusted=yes", sources, re.I)
+        assert not re.search(r"^\s*Trusted:\s*yes", sources, re.M | re.I)
+        dump = host.check_output("apt-config dump")
+        assert 'APT::Get::AllowUnauthenticated "false";' in dump
+        assert 'Acquire::AllowInsecureRepositories "false";' in dump
+    else:
+        repos = host.run("cat /etc/yum.repos.d/*.repo 2>/dev/null").stdout
+        assert not re.search(r"^\s*gpgcheck\s*=\s*0", repos, re.M)
+        main = host.file("/etc/dnf/dnf.conf") if host.file("/etc/dnf/dnf.conf").exists else host.file("/etc/yum.conf")
+        assert re.search(r"^gpgcheck\s*=\s*1", main.content_string, re.M)
+
+
+def test_selinux_state(host):
+    if not (family(host) == "amzn" and host.system_info.release == "2023"):
+        pytest.skip(f"SELinux is set on Amazon Linux 2023 ({host.system_info.distribution} uses its own MAC)")
+    config = conf_values(host.file("/etc/selinux/config").content_string)
+    assert config["SELINUX"] in {"permissive", "enforcing"} and config["SELINUXTYPE"] == "targeted"
+    if host.file("/sys/fs/selinux/enforce").exists:
+        assert host.check_output("getenforce").lower() == config["SELINUX"]
+
+
+def test_ctrl_alt_del_disabled(host):
+    assert host.run("systemctl is-enabled ctrl-alt-del.target").stdout.strip() == "masked"
+    burst = host.file("/etc/systemd/system.conf.d/10-nodeforge-ctrl-alt-del.conf").content_string
+    assert "CtrlAltDelBurstAction=none" in burst

@@ -8,9 +8,17 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
-from nodeforge.bake.hygiene import RULES, HygieneError, scan_rootfs_tar
+from nodeforge.bake.hygiene import (
+    RULES,
+    HygieneError,
+    SuidSgidPolicy,
+    scan_rootfs_tar,
+    suid_sgid_allowlist,
+    suid_sgid_policy,
+)
 from nodeforge.cli import app
 
 KEY = (
@@ -18,6 +26,7 @@ KEY = (
     b"b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n"
     b"-----END OPENSSH PRIVATE KEY-----\n"
 )
+REPO = Path(__file__).resolve().parents[2]
 # AWS's documented example key id, with the EXAMPLE suffix dropped so it counts as real
 FAKE_KEY_ID = b"AKIAIOSFODNN7ABCDEFG"
 
@@ -57,6 +66,15 @@ DIRTY = [
     ("./etc/app.conf", b"aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYzzzzzzzzzz\n"),
     ("./etc/kubernetes/world.conf", b"x", 0o666),
     ("./opt/shared", b"", 0o777, tarfile.DIRTYPE),
+    ("./root/.rhosts", b"+ +\n", 0o600),
+    ("./etc/hosts.equiv", b"+\n"),
+    ("./home/ec2-user/.netrc", b"machine example.invalid login me password secret\n", 0o600),
+    ("./usr/local/bin/helper", b"\x7fELF", 0o4755),
+    ("./usr/bin/wall", b"\x7fELF", 0o2755),
+    (
+        "./etc/passwd",
+        b"root:x:0:0:root:/root:/bin/bash\ntoor:x:0:0::/root:/bin/sh\nbin:x:2:2::/bin:/usr/sbin/nologin\n",
+    ),
 ]
 
 
@@ -70,6 +88,10 @@ def test_every_rule_fires_on_a_dirty_root(tmp_path):
     assert ("aws-credentials", "/etc/app.conf") in paths
     assert ("world-writable", "/opt/shared") in paths
     assert ("machine-id", "/var/lib/dbus/machine-id") in paths
+    assert {("rhosts", "/root/.rhosts"), ("rhosts", "/etc/hosts.equiv"), ("netrc", "/home/ec2-user/.netrc")} <= paths
+    assert {("suid-sgid", "/usr/local/bin/helper"), ("suid-sgid", "/usr/bin/wall")} <= paths
+    uid0 = [f for f in result.findings if f.rule == "extra-uid0"]
+    assert [f.detail for f in uid0] == ["account toor has uid 0"]
     assert not result.to_dict()["clean"]
 
 
@@ -83,6 +105,11 @@ def test_clean_root_has_no_findings(tmp_path):
         ("./usr/lib/libtls.so", b"-----BEGIN RSA PRIVATE KEY-----\x00%s\x00"),  # a format string, not a key
         ("./tmp/scratch", b"x", 0o666),
         ("./usr/bin/link", b"", 0o777, tarfile.SYMTYPE),
+        ("./usr/bin/su", b"\x7fELF", 0o4755),  # on the hardening role's allow list
+        ("./usr/sbin/unix_chkpwd", b"\x7fELF", 0o2755),
+        ("./var/log/journal/x", b"", 0o2755, tarfile.DIRTYPE),  # SGID directories are not programs
+        ("./etc/passwd", b"root:x:0:0:root:/root:/bin/bash\nbin:x:2:2::/bin:/usr/sbin/nologin\n"),
+        ("./etc/netrc.d", b"", 0o755, tarfile.DIRTYPE),
     ]
     result = scan_rootfs_tar(make_tar(tmp_path / "clean.tar", clean))
     assert result.findings == [], result.findings
@@ -101,6 +128,30 @@ def test_packaged_test_vectors_are_reported_apart(tmp_path):
     result = scan_rootfs_tar(make_tar(tmp_path / "vendor.tar", entries))
     assert result.vendor_keys == ["/usr/lib/libgnutls.so.30"]
     assert [(f.rule, f.path) for f in result.findings] == [("private-key", "/usr/lib/libchanged.so")]
+
+
+def test_suid_sgid_allowlist_is_the_roles(tmp_path):
+    """One list: the scan accepts exactly what the hardening role lets keep its bits."""
+    role = yaml.safe_load((REPO / "roles/hardening/vars/suid_sgid.yml").read_text())
+    assert suid_sgid_allowlist() == frozenset(role["hardening_suid_sgid_system_allowlist"])
+    assert not suid_sgid_allowlist() & set(role["hardening_suid_sgid_system_blocklist"])
+    # a file the role's block list names is a finding; an explicit allow list replaces the role's
+    tar = make_tar(tmp_path / "keysign.tar", [("./usr/lib/openssh/ssh-keysign", b"\x7fELF", 0o4711)])
+    assert [f.rule for f in scan_rootfs_tar(tar).findings] == ["suid-sgid"]
+    assert scan_rootfs_tar(tar, SuidSgidPolicy(frozenset({"/usr/lib/openssh/ssh-keysign"}))).findings == []
+    # container images' layers are the images', not the node's
+    assert suid_sgid_policy().skipped_dirs == tuple(role["hardening_suid_sgid_skipped_dirs"])
+    layer = "./var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots/1/fs/usr/bin/newgrp"
+    assert scan_rootfs_tar(make_tar(tmp_path / "layer.tar", [(layer, b"\x7fELF", 0o4755)])).findings == []
+
+
+def test_bad_allowlist_names_the_file(tmp_path):
+    bad = tmp_path / "suid_sgid.yml"
+    bad.write_text("hardening_suid_sgid_system_allowlist: [usr/bin/su]\nhardening_suid_sgid_skipped_dirs: []\n")
+    with pytest.raises(HygieneError, match=r"suid_sgid\.yml: hardening_suid_sgid_system_allowlist must be"):
+        suid_sgid_allowlist(bad)
+    with pytest.raises(HygieneError, match=r"missing\.yml: cannot read"):
+        suid_sgid_allowlist(tmp_path / "missing.yml")
 
 
 def test_missing_and_bad_tar_name_the_file(tmp_path):
@@ -123,6 +174,10 @@ def test_scan_command(tmp_path):
     assert result.exit_code == 0, result.stdout
     assert "0 findings" in result.stdout
     assert runner.invoke(app, ["scan", str(tmp_path / "nope.tar")]).exit_code == 2
+    suid = make_tar(tmp_path / "suid.tar", [("./opt/tool", b"\x7fELF", 0o4755)])
+    assert runner.invoke(app, ["scan", str(suid)]).exit_code == 1
+    assert runner.invoke(app, ["scan", str(suid), "--allow-suid", "/opt/tool"]).exit_code == 0
+    assert runner.invoke(app, ["scan", str(suid), "--allow-suid", "opt/tool"]).exit_code == 2
 
 
 @pytest.mark.parametrize("python", ["3.8.18", "3.11.7"])
