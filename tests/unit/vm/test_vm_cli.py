@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from typer.testing import CliRunner
 
 from nodeforge.cli import app
@@ -49,4 +51,4 @@ def test_verify_ssh_refuses_a_bad_target_and_a_missing_key(tmp_path):
     result = runner.invoke(app, ["verify", "--ssh", "127.0.0.1:22"])
     assert result.exit_code == 2 and "USER@HOST" in " ".join(result.output.split())
     result = runner.invoke(app, ["verify", "--ssh", "ec2-user@127.0.0.1:22", "-i", str(tmp_path / "nokey")])
-    assert result.exit_code == 2 and "nosuchkeyfile" in "".join(result.output.split())
+    assert result.exit_code == 2 and "nosuchkeyfile" in re.sub(r"[\s│]", "", result.output)
