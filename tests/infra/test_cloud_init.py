@@ -47,6 +47,9 @@ def test_ssh_server_makes_missing_host_keys(host):
     assert host.service(unit).is_enabled
     dropin = host.file(f"/etc/systemd/system/{unit}.service.d/10-nodeforge-host-keys.conf")
     assert dropin.exists
+    lines = dropin.content_string.splitlines()
+    # the distribution's `sshd -t` runs after the keys are made (a reset list, then keys, then the test)
+    assert lines.index("ExecStartPre=") < lines.index("ExecStartPre=/usr/sbin/sshd -t")
     for key_type in ("ed25519", "ecdsa"):
         assert f"-t {key_type} -N" in dropin.content_string
 
