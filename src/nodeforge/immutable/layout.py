@@ -67,6 +67,7 @@ FSTAB = f"""\
 #   /etc      overlay: lower = the sealed /etc, upper = tmpfs ({ETC_OVERLAY_DIR}), rendered at boot
 #   /opt/cni  overlay: upper on the state partition ({CNI_OVERLAY_DIR})
 tmpfs\t/tmp\ttmpfs\tmode=1777,nosuid,nodev\t0\t0
+tmpfs\t/dev/shm\ttmpfs\tdefaults,nosuid,nodev,noexec\t0\t0
 """
 
 LOCAL_SETTINGS_UNIT_TEXT = f"""\
