@@ -82,20 +82,58 @@ def test_checks_pass_on_the_booted_node_over_ssh(baked):
     assert report.boot["powered_off_cleanly"]
 
 
+BAD_LAUNCHES = {
+    "no-user-data": {"user_data": None, "imds": "v2", "reason": "no user data"},
+    "malformed": {"user_data": b"#!/bin/bash\n/etc/eks/bootstrap.sh\n", "imds": "v2", "reason": "cluster"},
+    "imds-unreachable": {"user_data": b"", "imds": "unreachable", "reason": "unreachable"},
+    "imdsv1-only": {"user_data": b"", "imds": "v1-only", "reason": "HTTP 403"},
+}
+
+
 @pytest.fixture(scope="session")
-def mng_uefi(baked, tmp_path_factory) -> tuple[NodeReport, NodeReport, bytes]:
-    """A managed-node-group user data under OVMF, then the same instance started again (stop/start)."""
+def launches(baked, tmp_path_factory) -> dict[str, object]:
+    """Every extra launch of the session's disk, side by side (each its own instance and root volume).
+
+    A managed-node-group user data under OVMF, then the same instance started again (stop/start); and the four
+    bad launches. TCG boots are CPU-bound: running them together keeps the bake group's length to about two boots.
+    """
     report, _ = baked
-    user_data = (USER_DATA_DIR / "mng-al2.mime").read_bytes()
-    options = LaunchOptions(
-        disk=Path(report.boot["disk"]),
-        work_dir=tmp_path_factory.mktemp("mng-uefi"),
-        user_data=user_data,
-        firmware="uefi",
-    )
-    first = launch(options)
-    second = launch(options)  # same root volume: what the first boot left
-    return first, second, user_data
+    disk = Path(report.boot["disk"])
+    mng = (USER_DATA_DIR / "mng-al2.mime").read_bytes()
+    karpenter = (USER_DATA_DIR / "karpenter-al2023.mime").read_bytes()
+
+    def mng_twice() -> tuple[NodeReport, NodeReport]:
+        options = LaunchOptions(
+            disk=disk, work_dir=tmp_path_factory.mktemp("mng-uefi"), user_data=mng, firmware="uefi", memory_mb=1536
+        )
+        return launch(options), launch(options)  # the second boots the root volume the first left
+
+    def bad(name: str) -> NodeReport:
+        case = BAD_LAUNCHES[name]
+        user_data = case["user_data"] if case["user_data"] != b"" else karpenter
+        options = LaunchOptions(
+            disk=disk,
+            work_dir=tmp_path_factory.mktemp(f"bad-{name}"),
+            user_data=user_data,
+            imds=case["imds"],
+            memory_mb=1536,
+        )
+        return launch(options)
+
+    with ThreadPoolExecutor(max_workers=1 + len(BAD_LAUNCHES)) as pool:
+        pair = pool.submit(mng_twice)
+        bads = {name: pool.submit(bad, name) for name in BAD_LAUNCHES}
+        return {"mng": (*pair.result(), mng), **{name: future.result() for name, future in bads.items()}}
+
+
+@pytest.fixture(scope="session")
+def mng_uefi(launches) -> tuple[NodeReport, NodeReport, bytes]:
+    return launches["mng"]
+
+
+@pytest.fixture(scope="session")
+def bad_launches(launches) -> dict[str, NodeReport]:
+    return {name: launches[name] for name in BAD_LAUNCHES}
 
 
 def _as_dict(node: NodeReport) -> dict:
@@ -122,37 +160,6 @@ def test_restart_changes_nothing(mng_uefi):
     assert second.node["cloud_init_output"].count(SHELL_PART_LINE) == 1
     journal = "\n".join(second.node["bootstrap_journal"])
     assert "unchanged" in journal, journal
-
-
-BAD_LAUNCHES = {
-    "no-user-data": {"user_data": None, "imds": "v2", "reason": "no user data"},
-    "malformed": {"user_data": b"#!/bin/bash\n/etc/eks/bootstrap.sh\n", "imds": "v2", "reason": "cluster"},
-    "imds-unreachable": {"user_data": b"", "imds": "unreachable", "reason": "unreachable"},
-    "imdsv1-only": {"user_data": b"", "imds": "v1-only", "reason": "HTTP 403"},
-}
-
-
-@pytest.fixture(scope="session")
-def bad_launches(baked, tmp_path_factory) -> dict[str, NodeReport]:
-    """The four bad launches, side by side (each its own instance and root volume)."""
-    report, _ = baked
-    karpenter = (USER_DATA_DIR / "karpenter-al2023.mime").read_bytes()
-
-    def run(name: str) -> NodeReport:
-        case = BAD_LAUNCHES[name]
-        user_data = case["user_data"] if case["user_data"] != b"" else karpenter
-        return launch(
-            LaunchOptions(
-                disk=Path(report.boot["disk"]),
-                work_dir=tmp_path_factory.mktemp(f"bad-{name}"),
-                user_data=user_data,
-                imds=case["imds"],
-                memory_mb=1536,
-            )
-        )
-
-    with ThreadPoolExecutor(max_workers=len(BAD_LAUNCHES)) as pool:
-        return dict(zip(BAD_LAUNCHES, pool.map(run, BAD_LAUNCHES), strict=True))
 
 
 @pytest.mark.parametrize("name", sorted(BAD_LAUNCHES))
