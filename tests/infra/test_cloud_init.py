@@ -45,6 +45,8 @@ def test_cloud_init_runs_before_ssh_and_the_agent_after_network(host):
 def test_ssh_server_makes_missing_host_keys(host):
     unit = "ssh" if host.file("/lib/systemd/system/ssh.service").exists else "sshd"
     assert host.service(unit).is_enabled
+    off = host.file(f"/etc/systemd/system/{unit}.service.d/10-nodeforge-not-in-container.conf")
+    assert "ConditionVirtualization=!container" in off.content_string
     dropin = host.file(f"/etc/systemd/system/{unit}.service.d/10-nodeforge-host-keys.conf")
     assert dropin.exists
     lines = dropin.content_string.splitlines()

@@ -122,6 +122,8 @@ def sshd_config(host) -> dict[str, str]:
     if not host.file("/usr/sbin/sshd").exists:
         pytest.skip("no SSH server in this image")
     with host.sudo():
+        # sshd -T needs its privilege separation directory, made when the server starts (not in a container)
+        host.run("mkdir -p -m 0755 /run/sshd")
         keys = host.run("ls /etc/ssh/ssh_host_*_key 2>/dev/null").stdout.split()
         if keys:
             out = host.check_output("/usr/sbin/sshd -T")
