@@ -21,6 +21,8 @@ AGENT_FILE_GLOBS = (
     "/var/lib/kubelet/bootstrap-kubeconfig",
     "/etc/eks/kubelet/environment",
     "/etc/containerd/config.d/*",
+    "/etc/containerd/base-runtime-spec.json",
+    "/etc/eks/image-credential-provider/config.json",
     "/etc/containerd/certs.d/*/hosts.toml",
     "/etc/systemd/system/kubelet.service.d/*",
     "/etc/systemd/system/runtime.slice",
