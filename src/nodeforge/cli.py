@@ -63,6 +63,10 @@ def bake_cmd(
     variant: Annotated[
         str, typer.Option(help="mutable (ext4 root) or immutable (sealed erofs root, dm-verity, A/B slots)")
     ] = "mutable",
+    apt_proxy: Annotated[
+        str,
+        typer.Option(help="HTTP proxy for apt during the build only, e.g. an apt-cacher-ng (not kept in the image)"),
+    ] = "",
 ) -> None:
     """Bake a node image end to end: base, Packer + node playbook, export, scan, verify, QEMU boot."""
     from nodeforge.bake.pipeline import BakeError, BakeOptions, bake_local
@@ -78,6 +82,7 @@ def bake_cmd(
         verify=verify,
         boot=boot,
         variant=variant,
+        apt_proxy=apt_proxy,
     )
     try:
         report = bake_local(options, StageReporter(console))

@@ -11,6 +11,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = sorted(p.parent.name for p in (REPO / "molecule").glob("*/molecule.yml"))
+# Packages a scenario's converge installs that no other scenario does: when the run has its package cache
+# (tests/conftest.py), its transfer log must show them served during the scenario, i.e. the converge's apt traffic
+# went through the cache.
+CACHE_PROBES = {"os_packages": ("jq", "libjq1")}
 
 
 def test_every_role_has_a_scenario():
@@ -33,6 +37,8 @@ def test_molecule_scenario(scenario, mirror, tmp_path):
         NO_COLOR="1",
     )
     log = tmp_path / f"molecule-{scenario}.log"
+    cache_log = Path(os.environ.get("NODEFORGE_APT_CACHE_LOG") or tmp_path / "no-cache.log")
+    cache_offset = cache_log.stat().st_size if cache_log.exists() else 0
     with log.open("w") as handle:
         proc = subprocess.run(
             ["molecule", "test", "-s", scenario], cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT
@@ -41,3 +47,8 @@ def test_molecule_scenario(scenario, mirror, tmp_path):
     assert proc.returncode == 0, f"molecule test -s {scenario} failed:\n" + "\n".join(text.splitlines()[-60:])
     assert "Idempotence completed successfully" in text or "idempotence: Executed: Successful" in text
     assert " passed" in text
+    if scenario in CACHE_PROBES and os.environ.get("NODEFORGE_APT_CACHE_LOG"):
+        lines = cache_log.read_bytes()[cache_offset:].decode(errors="replace").splitlines()
+        served = {line.rsplit("/", 1)[-1].split("_", 1)[0] for line in lines if "|O|" in line and line.endswith(".deb")}
+        missing = set(CACHE_PROBES[scenario]) - served
+        assert not missing, f"{scenario}: {sorted(missing)} not served by the package cache ({cache_log})"
