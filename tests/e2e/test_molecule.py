@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,13 @@ SCENARIOS = sorted(p.parent.name for p in (REPO / "molecule").glob("*/molecule.y
 # (tests/conftest.py), its transfer log must show them served during the scenario, i.e. the converge's apt traffic
 # went through the cache.
 CACHE_PROBES = {"os_packages": ("jq", "libjq1")}
+REFRESH_TASK = "TASK [os_packages : Refresh the apt package index when packages are missing]"
+
+
+def index_refreshes(text: str) -> int:
+    """How many times the converges in a Molecule log refreshed the apt index (the task ran, not skipped)."""
+    blocks = text.split(REFRESH_TASK)[1:]
+    return sum(1 for block in blocks if re.search(r"^(ok|changed): \[", block.split("TASK [", 1)[0], re.MULTILINE))
 
 
 def test_every_role_has_a_scenario():
@@ -47,6 +55,8 @@ def test_molecule_scenario(scenario, mirror, tmp_path):
     assert proc.returncode == 0, f"molecule test -s {scenario} failed:\n" + "\n".join(text.splitlines()[-60:])
     assert "Idempotence completed successfully" in text or "idempotence: Executed: Successful" in text
     assert " passed" in text
+    if scenario == "default":  # the whole node includes os_packages from five roles: one index refresh in all
+        assert text.count(REFRESH_TASK) >= 5 and index_refreshes(text) == 1, "apt index refreshed more than once"
     if scenario in CACHE_PROBES and os.environ.get("NODEFORGE_APT_CACHE_LOG"):
         lines = cache_log.read_bytes()[cache_offset:].decode(errors="replace").splitlines()
         served = {line.rsplit("/", 1)[-1].split("_", 1)[0] for line in lines if "|O|" in line and line.endswith(".deb")}

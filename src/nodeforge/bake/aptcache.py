@@ -190,10 +190,10 @@ class AptCache:
                 f"PidFile={self.root / 'run' / 'pid'}",
                 f"SocketPath={self.root / 'run' / 'socket'}",
             ]
+            # same process group as the caller: a run killed as a group takes its cache along (a lone survivor is
+            # ended by the next start, _stop_stale)
             with console:
-                self._proc = subprocess.Popen(
-                    cmd, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT, start_new_session=True
-                )
+                self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT)
             deadline = time.monotonic() + timeout
             while not _answers(self.host, self.port):
                 if self._proc.poll() is not None:
