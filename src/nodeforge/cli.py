@@ -59,7 +59,13 @@ def bake_cmd(
         str | None, typer.Option(help="Artifact URL or folder (default: test fixtures on a 127.0.0.1 mirror)")
     ] = None,
     verify: Annotated[bool, typer.Option(help="Run the node checks against the image")] = True,
-    boot: Annotated[bool, typer.Option(help="Boot the image under QEMU once")] = True,
+    boot: Annotated[
+        bool, typer.Option(help="Boot the image once like EC2 (GRUB, IMDSv2 user data, cloud-init), check it over SSH")
+    ] = True,
+    user_data: Annotated[
+        Path | None, typer.Option("--user-data", help="User data of that first boot (default: Karpenter AL2023 MIME)")
+    ] = None,
+    firmware: Annotated[str, typer.Option(help="Firmware of that first boot: bios or uefi")] = "bios",
     variant: Annotated[
         str, typer.Option(help="mutable (ext4 root) or immutable (sealed erofs root, dm-verity, A/B slots)")
     ] = "mutable",
@@ -75,6 +81,10 @@ def bake_cmd(
         raise typer.BadParameter(f"unknown target {target!r}; this machine bakes 'local' only", param_hint="--target")
     if variant not in {"mutable", "immutable"}:
         raise typer.BadParameter(f"unknown variant {variant!r} (mutable or immutable)", param_hint="--variant")
+    if firmware not in {"bios", "uefi"}:
+        raise typer.BadParameter(f"unknown firmware {firmware!r} (bios or uefi)", param_hint="--firmware")
+    if user_data is not None and not user_data.is_file():
+        raise typer.BadParameter(f"{user_data}: no such file", param_hint="--user-data")
     options = BakeOptions(
         kubernetes_version=kubernetes_version,
         image_tag=tag,
@@ -83,6 +93,8 @@ def bake_cmd(
         boot=boot,
         variant=variant,
         apt_proxy=apt_proxy,
+        first_boot_user_data=user_data,
+        first_boot_firmware=firmware,
     )
     try:
         report = bake_local(options, StageReporter(console))
@@ -99,7 +111,14 @@ def bake_cmd(
     if report.verify:
         console.print(f"checks: {report.verify['passed']} passed, {report.verify['failed']} failed")
     if report.boot:
-        console.print(f"boot: {report.boot['state']}, units {report.boot['units']}, {report.boot['seconds']:.1f} s")
+        boot = report.boot
+        console.print(
+            f"first boot ({boot['firmware']}): {boot['state']}, units {boot['units']}, report after {boot['seconds']} s"
+            f" (since kernel start: bootstrap done {boot['bootstrap_done']} s, kubelet {boot['kubelet_started']} s)"
+        )
+        if boot.get("verify_ssh"):
+            ssh = boot["verify_ssh"]
+            console.print(f"checks on the booted node over SSH: {ssh['passed']} passed, {ssh['failed']} failed")
     if report.immutable:
         sizes = report.immutable["sizes"]
         console.print(

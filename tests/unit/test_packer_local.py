@@ -59,7 +59,7 @@ def test_apt_proxy_is_for_the_build_only():
 def test_bake_rejects_a_bad_apt_proxy_first():
     from nodeforge.bake.pipeline import BakeError, BakeOptions, bake_local
 
-    with pytest.raises(BakeError, match="apt proxy '127.0.0.1:3142' is not a proxy URL"):
+    with pytest.raises(BakeError, match=r"apt proxy '127\.0\.0\.1:3142' is not a proxy URL"):
         bake_local(BakeOptions(apt_proxy="127.0.0.1:3142"))
 
 

@@ -23,7 +23,6 @@ from nodeforge.bake.verify import verify_image
 from nodeforge.cli_support import StageReporter
 from nodeforge.paths import cache_dir, repo_root
 from nodeforge.releases import kubelet_releases
-from nodeforge.vm.disk import boot_check, build_disk_image
 
 T = TypeVar("T")
 
@@ -50,6 +49,9 @@ class BakeOptions:
     variant: str = "mutable"
     # HTTP proxy for apt during the Packer build only (e.g. the test run's apt-cacher-ng); never kept in the image
     apt_proxy: str = ""
+    # First boot: the user data the booted image is launched with (default: Karpenter-style AL2023 MIME), firmware
+    first_boot_user_data: Path | None = None
+    first_boot_firmware: str = "bios"
 
 
 @dataclass
@@ -185,19 +187,7 @@ def bake_local(options: BakeOptions, reporter: StageReporter | None = None) -> B
     if options.variant == "immutable":
         _seal(options, report, tar, out, image, stage)
     elif options.boot:
-        disk = stage("disk image", lambda: build_disk_image(tar, out / "disk", probe_units=["containerd"]))
-        # Off EC2 there is no metadata service: the bootstrap unit is told to stand aside.
-        boot = stage("boot check", lambda: boot_check(disk, extra_cmdline=["nodeforge.bootstrap=0"]))
-        report.boot = {
-            "state": boot.system_state,
-            "failed_units": boot.failed_units,
-            "units": boot.unit_states,
-            "root": boot.root_mount,
-            "seconds": boot.seconds,
-        }
-        if not boot.ok or boot.unit_states.get("containerd") != "active":
-            report.write(out / "bake-report.json")
-            raise BakeError(f"boot check of {image} failed: {report.boot}")
+        _first_boot(options, report, tar, out, image, stage)
     report.write(out / "bake-report.json")
     return report
 
@@ -227,3 +217,80 @@ def _seal(
         report.write(out / "bake-report.json")
         failed = [name for name, ok in sealed.boot.checks.items() if not ok]
         raise BakeError(f"boot check of the sealed {image} failed: {failed}")
+
+
+def _first_boot(
+    options: BakeOptions,
+    report: BakeReport,
+    tar: Path,
+    out: Path,
+    image: str,
+    stage: Callable[[str, Callable[[], T]], T],
+) -> None:
+    """Boot the image as EC2 would (its own GRUB, IMDSv2 user data, cloud-init), then run the node checks on it.
+
+    The node must configure itself from the user data (agent succeeded, kubelet started with its files,
+    containerd ran a container, no failed unit); then tests/infra runs over SSH against the running node.
+    """
+    from nodeforge.bake.verify import verify_ssh
+    from nodeforge.vm.launch import DEFAULT_USER_DATA, LaunchOptions, build_launch_disk, launch
+
+    oci = cache_dir() / "fixtures" / "busybox-oci.tar"
+    build_oci_image(oci)
+    disk = stage("boot disk", lambda: build_launch_disk(tar, out / "disk", oci_image=oci))
+    user_data_file = options.first_boot_user_data or DEFAULT_USER_DATA
+    launch_options = LaunchOptions(
+        disk=disk.disk,
+        work_dir=out / "first-boot",
+        user_data=Path(user_data_file).read_bytes(),
+        firmware=options.first_boot_firmware,
+        ssh=True,
+        keep_running=True,
+    )
+    for old in launch_options.work_dir.glob("*"):
+        if old.is_file() or old.is_socket():
+            old.unlink()
+    node = stage("first boot", lambda: launch(launch_options))
+    node.save(launch_options.work_dir / "node-report.json")
+    try:
+        report.boot = {
+            "state": node.report.get("state"),
+            "failed_units": node.report.get("failed"),
+            "units": node.report.get("units"),
+            "root": node.report.get("root"),
+            "seconds": node.seconds,
+            "marks": node.marks,
+            "firmware": options.first_boot_firmware,
+            "user_data": str(user_data_file),
+            "bootstrap_done": node.unit_seconds("nodeforge-bootstrap.service"),
+            "kubelet_started": node.unit_seconds("kubelet.service"),
+            "sshd_started": node.unit_seconds("ssh.service"),
+            "kubelet_args": node.node.get("kubelet_args"),
+            "container": node.node.get("container"),
+            "problems": node.problems,
+            "console_log": str(node.console_log),
+            "node_report": str(launch_options.work_dir / "node-report.json"),
+            "disk": str(disk.disk),
+        }
+        if not node.ok:
+            report.write(out / "bake-report.json")
+            raise BakeError(f"first boot of {image} failed: {'; '.join(node.problems)} (console {node.console_log})")
+        version = options.kubernetes_version
+        result = stage(
+            "verify over ssh",
+            lambda: verify_ssh(
+                node.ssh_target(), out_dir=out / "verify-ssh", identity_file=node.ssh_key, kubernetes_version=version
+            ),
+        )
+        report.boot["verify_ssh"] = {
+            "passed": result.passed,
+            "failed": result.failed,
+            "skipped": result.skipped,
+            "log": str(result.report),
+            "junit": str(result.junit[0]),
+        }
+    finally:
+        report.boot["powered_off_cleanly"] = node.power_off()
+    if not result.ok:
+        report.write(out / "bake-report.json")
+        raise BakeError(f"node checks over SSH on the booted {image} failed: {report.boot['verify_ssh']}")

@@ -41,6 +41,9 @@ __all__ = [
 ]
 
 IMDS_MODES = ("v2", "v1-only", "unreachable")
+USER_DATA_DIR = Path(__file__).with_name("userdata")
+DEFAULT_USER_DATA = USER_DATA_DIR / "karpenter-al2023.mime"
+"""The bake's first boot: what Karpenter writes for an AL2023 node (a user shell part, then its NodeConfig)."""
 PROBE_IMAGE_PATH = "var/lib/nodeforge-probe/busybox-oci.tar"
 # Kernel command line of a launch disk: the probe reports once the boot is done and leaves the VM up (the host
 # powers it off); the serial console is the probe's, not a login prompt's.
@@ -110,6 +113,20 @@ class NodeReport:
         """Seconds from kernel start to a unit's state change (systemd's monotonic clock), or None."""
         value = self.unit(name).get(prop, "0")
         return round(int(value) / 1e6, 1) if value.isdigit() and int(value) else None
+
+    def save(self, path: Path) -> None:
+        """The whole report (probe, node, timings, problems) as JSON: what tests and users read afterwards."""
+        import json
+
+        data = {
+            "report": self.report,
+            "seconds": self.seconds,
+            "marks": self.marks,
+            "metadata": self.metadata,
+            "problems": self.problems,
+            "console_log": str(self.console_log),
+        }
+        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
     def ssh_target(self) -> str:
         return f"{self.ssh_user}@127.0.0.1:{self.ssh_port}"

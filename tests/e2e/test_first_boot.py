@@ -1,0 +1,175 @@
+"""First boot as EC2 does it, on the session's baked image.
+
+The image boots from its own disk (GRUB under SeaBIOS or OVMF picks the kernel in /boot), gets its user data
+from IMDSv2 at 169.254.169.254 (a fake IMDS on 127.0.0.1, reached through QEMU's guestfwd), runs cloud-init's
+Ec2 datasource and the bootstrap agent, and starts containerd and the kubelet (the labelled fixture) with the
+files the agent wrote. Each check compares the node with what the agent computes here for the same user data
+and instance, so the booted node must equal the agent's own answer, not a copy of expected files.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from nodeforge.vm.launch import USER_DATA_DIR, LaunchOptions, NodeReport, expected_files, launch
+
+# The session's bake (conftest.baked) is shared with tests/e2e/test_bake.py: one worker, one bake.
+pytestmark = pytest.mark.xdist_group("bake")
+
+SHELL_PART_LINE = "nodeforge-first-boot: user shell part ran"
+KUBELET_VERSION = "1.31"
+
+
+def _node_report(path: str) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def _assert_configured(node: dict, user_data: bytes) -> None:
+    """The node configured itself: agent once and successful, files as computed, kubelet started with them."""
+    report = node["report"]
+    extra = report["extra"]
+    assert report["state"] == "running", (report["state"], report["failed"])
+    assert report["failed"] == []
+    agent = extra["units"]["nodeforge-bootstrap.service"]
+    assert (agent["ActiveState"], agent["Result"], agent["NRestarts"]) == ("active", "success", "0")
+    assert extra["cloud_init_output"].count(SHELL_PART_LINE) == 1
+    assert any("DataSourceEc2" in line for line in extra["cloud_init_status"]), extra["cloud_init_status"]
+    want = expected_files(user_data, node["metadata"], kubelet_version=KUBELET_VERSION, cpus=1)
+    have = extra["files"]
+    assert want, "the agent wrote nothing here"
+    for path, content in want.items():
+        if path in have:
+            assert have[path] == content, f"{path} on the node differs from what the agent computes"
+    compared = [p for p in want if p in have]
+    assert "/etc/kubernetes/kubelet/config.json" in compared
+    assert "/var/lib/kubelet/kubeconfig" in compared
+    assert "/etc/kubernetes/pki/ca.crt" in compared
+    kubelet = extra["units"]["kubelet.service"]
+    assert kubelet["ActiveState"] == "active", kubelet
+    args = extra["kubelet_args"]
+    assert "--config=/etc/kubernetes/kubelet/config.json" in args
+    assert "--kubeconfig=/var/lib/kubelet/kubeconfig" in args
+    assert extra["units"]["containerd.service"]["ActiveState"] == "active"
+    assert extra["container"]["ran"], extra["container"]
+
+
+def test_karpenter_user_data_configures_the_node_under_bios(baked):
+    """The bake's own first boot: SeaBIOS, GRUB from the disk, Karpenter's AL2023 MIME over IMDSv2."""
+    report, _ = baked
+    node = _node_report(report.boot["node_report"])
+    assert node["marks"]["grub"] < node["marks"]["kernel"] < node["marks"]["report"]
+    console = Path(node["console_log"]).read_text(errors="replace")
+    assert "nodeforge-grub: booting /boot/vmlinuz-" in console and "(pc)" in console
+    _assert_configured(node, (USER_DATA_DIR / "karpenter-al2023.mime").read_bytes())
+    args = node["report"]["extra"]["kubelet_args"]
+    assert any("karpenter.sh/nodepool=default" in arg for arg in args), args
+
+
+def test_checks_pass_on_the_booted_node_over_ssh(baked):
+    """tests/infra ran over SSH (key from IMDS, installed by cloud-init) against the running node."""
+    report, _ = baked
+    ssh = report.boot["verify_ssh"]
+    assert ssh["failed"] == 0, ssh["log"]
+    assert ssh["passed"] >= 100
+    junit = Path(ssh["junit"]).read_text()
+    # checks that can only pass on a booted node ran there, not skipped
+    for name in ("test_first_boot_ran_from_imds", "test_cis_3_2_9"):
+        assert name in junit
+    assert report.boot["powered_off_cleanly"]
+
+
+@pytest.fixture(scope="session")
+def mng_uefi(baked, tmp_path_factory) -> tuple[NodeReport, NodeReport, bytes]:
+    """A managed-node-group user data under OVMF, then the same instance started again (stop/start)."""
+    report, _ = baked
+    user_data = (USER_DATA_DIR / "mng-al2.mime").read_bytes()
+    options = LaunchOptions(
+        disk=Path(report.boot["disk"]),
+        work_dir=tmp_path_factory.mktemp("mng-uefi"),
+        user_data=user_data,
+        firmware="uefi",
+    )
+    first = launch(options)
+    second = launch(options)  # same root volume: what the first boot left
+    return first, second, user_data
+
+
+def _as_dict(node: NodeReport) -> dict:
+    return {"report": node.report, "metadata": node.metadata, "marks": node.marks, "console_log": node.console_log}
+
+
+def test_mng_user_data_configures_the_node_under_uefi(mng_uefi):
+    first, _, user_data = mng_uefi
+    assert first.ok, first.problems
+    console = first.console_log.read_text(errors="replace")
+    assert "(efi)" in console
+    _assert_configured(_as_dict(first), user_data)
+    args = first.node["kubelet_args"]
+    assert any("eks.amazonaws.com/nodegroup=ng-1" in arg for arg in args), args
+
+
+def test_restart_changes_nothing(mng_uefi):
+    """Second boot of the same instance: same files, the shell part not run again, the agent changed nothing."""
+    first, second, _ = mng_uefi
+    assert second.ok, second.problems
+    assert second.node["boots"] == 2
+    assert second.node["files"] == first.node["files"]
+    assert second.node["cloud_init_output"].count(SHELL_PART_LINE) == 1
+    journal = "\n".join(second.node["bootstrap_journal"])
+    assert "unchanged" in journal, journal
+
+
+BAD_LAUNCHES = {
+    "no-user-data": {"user_data": None, "imds": "v2", "reason": "no user data"},
+    "malformed": {"user_data": b"#!/bin/bash\n/etc/eks/bootstrap.sh\n", "imds": "v2", "reason": "cluster"},
+    "imds-unreachable": {"user_data": b"", "imds": "unreachable", "reason": "unreachable"},
+    "imdsv1-only": {"user_data": b"", "imds": "v1-only", "reason": "HTTP 403"},
+}
+
+
+@pytest.fixture(scope="session")
+def bad_launches(baked, tmp_path_factory) -> dict[str, NodeReport]:
+    """The four bad launches, side by side (each its own instance and root volume)."""
+    report, _ = baked
+    karpenter = (USER_DATA_DIR / "karpenter-al2023.mime").read_bytes()
+
+    def run(name: str) -> NodeReport:
+        case = BAD_LAUNCHES[name]
+        user_data = case["user_data"] if case["user_data"] != b"" else karpenter
+        return launch(
+            LaunchOptions(
+                disk=Path(report.boot["disk"]),
+                work_dir=tmp_path_factory.mktemp(f"bad-{name}"),
+                user_data=user_data,
+                imds=case["imds"],
+                memory_mb=1536,
+            )
+        )
+
+    with ThreadPoolExecutor(max_workers=len(BAD_LAUNCHES)) as pool:
+        return dict(zip(BAD_LAUNCHES, pool.map(run, BAD_LAUNCHES), strict=True))
+
+
+@pytest.mark.parametrize("name", sorted(BAD_LAUNCHES))
+def test_bad_launch_fails_loudly(bad_launches, name):
+    node = bad_launches[name]
+    reason = BAD_LAUNCHES[name]["reason"]
+    agent = node.unit("nodeforge-bootstrap.service")
+    assert agent["ActiveState"] == "failed" and agent["Result"] == "exit-code", agent
+    started = int(agent["InactiveExitTimestampMonotonic"])
+    ended = int(agent["InactiveEnterTimestampMonotonic"])
+    # bounded: the unit fails within two minutes of its start (TCG), far from its 300 s start timeout: not hung
+    assert 0 < started < ended and (ended - started) / 1e6 < 120, agent
+    journal = "\n".join(node.node["bootstrap_journal"])
+    assert reason in journal, journal
+    console = node.console_log.read_text(errors="replace")
+    assert reason in console, "the reason is not on the serial console"
+    files = node.node["files"]
+    assert "/var/lib/kubelet/kubeconfig" not in files
+    assert "/etc/kubernetes/kubelet/config.json.d/40-nodeadm.conf" not in files
+    assert node.unit("kubelet.service")["ActiveState"] != "active"
+    assert not node.ok

@@ -1,0 +1,163 @@
+"""The fake IMDS as cloud-init's Ec2 datasource walks it, QEMU's EC2-like command line, SSH targets, assessment."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from nodeforge.bake.verify import parse_ssh_target
+from nodeforge.vm import launch, qemu
+from nodeforge.vm.imds import FakeImdsServer
+
+
+def _get(url: str, token: str | None = None) -> tuple[int, str]:
+    headers = {"X-aws-ec2-metadata-token": token} if token else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+
+
+def _token(endpoint: str) -> tuple[int, str]:
+    req = urllib.request.Request(
+        f"{endpoint}/latest/api/token", method="PUT", headers={"X-aws-ec2-metadata-token-ttl-seconds": "21600"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+
+
+@pytest.fixture
+def imds():
+    server = FakeImdsServer()
+    server.state.public_keys = {"my-key": "ssh-ed25519 AAAAC3Nza test"}
+    server.state.user_data = b"#!/bin/bash\necho hi\n"
+    with server as state:
+        yield state
+
+
+def test_versions_listings_and_leaves_as_ec2(imds):
+    _, token = _token(imds.endpoint)
+    status, versions = _get(f"{imds.endpoint}/", token)
+    assert status == 200 and "2021-03-23" in versions.split() and "latest" in versions.split()
+    status, top = _get(f"{imds.endpoint}/2021-03-23/meta-data/", token)
+    names = top.split("\n")
+    assert "instance-id" in names and "placement/" in names and "public-keys/" in names and "network/" in names
+    assert _get(f"{imds.endpoint}/2021-03-23/meta-data/placement/", token)[1].split("\n") == [
+        "availability-zone",
+        "region",
+    ]
+    assert _get(f"{imds.endpoint}/2021-03-23/meta-data/public-keys/", token)[1] == "0=my-key"
+    assert _get(f"{imds.endpoint}/2021-03-23/meta-data/public-keys/0/", token)[1] == "openssh-key"
+    assert _get(f"{imds.endpoint}/latest/meta-data/public-keys/0/openssh-key", token)[1].startswith("ssh-ed25519")
+    assert _get(f"{imds.endpoint}/2021-03-23/user-data", token)[1] == "#!/bin/bash\necho hi\n"
+    doc = json.loads(_get(f"{imds.endpoint}/latest/dynamic/instance-identity/document", token)[1])
+    assert doc["instanceId"] == imds.metadata["instance-id"] and doc["region"] == "us-west-2"
+    assert _get(f"{imds.endpoint}/1999-01-01/meta-data/", token)[0] == 404
+    assert _get(f"{imds.endpoint}/latest/meta-data/nothing-here", token)[0] == 404
+
+
+def test_token_required_by_default(imds):
+    assert _get(f"{imds.endpoint}/latest/meta-data/instance-id")[0] == 401
+    assert _get(f"{imds.endpoint}/latest/meta-data/instance-id", "forged")[0] == 401
+
+
+def test_imdsv1_only_refuses_the_token_and_answers_without_one(imds):
+    imds.tokens_disabled = True
+    assert _token(imds.endpoint)[0] == 403
+    assert _get(f"{imds.endpoint}/latest/meta-data/instance-id") == (200, imds.metadata["instance-id"])
+
+
+def _instance(tmp_path: Path, **kw) -> qemu.Instance:
+    return qemu.Instance(image=tmp_path / "disk.img", work_dir=tmp_path / "i", **kw)
+
+
+def test_qemu_argv_boots_from_disk_alone_with_ec2_identity(tmp_path):
+    argv = qemu.qemu_argv(_instance(tmp_path, imds_port=8123, ssh_port=2222), tmp_path / "c.log")
+    joined = " ".join(argv)
+    assert "-kernel" not in argv and "-initrd" not in argv and "-append" not in argv
+    assert "-machine pc" in joined and "pflash" not in joined
+    assert "type=1,manufacturer=Amazon EC2,product=m5.large,serial=ec2" in joined
+    assert "asset=i-0123456789abcdef0" in joined
+    netdev = argv[argv.index("-netdev") + 1]
+    assert "net=169.254.0.0/16" in netdev and "restrict=on" in netdev
+    assert "guestfwd=tcp:169.254.169.254:80-cmd:" in netdev and "TCP:127.0.0.1:8123" in netdev
+    assert "hostfwd=tcp:127.0.0.1:2222-:22" in netdev
+    assert f"file={tmp_path / 'i' / 'root-volume.qcow2'},format=qcow2" in joined
+
+
+def test_qemu_argv_uefi_uses_ovmf_and_its_own_variables(tmp_path):
+    argv = qemu.qemu_argv(_instance(tmp_path, firmware="uefi"), tmp_path / "c.log")
+    joined = " ".join(argv)
+    assert "-machine q35" in joined
+    assert f"readonly=on,file={qemu.OVMF_CODE}" in joined
+    assert f"file={tmp_path / 'i' / 'efi-vars.fd'}" in joined
+    assert "guestfwd" not in joined  # no IMDS port: nothing answers at 169.254.169.254
+
+
+def test_system_uuid_looks_like_ec2s():
+    inst = qemu.Instance(image=Path("x"), work_dir=Path("y"), instance_id="i-0abc")
+    uuid = inst.system_uuid()
+    assert uuid.startswith("ec2") and len(uuid) == 36 and uuid.count("-") == 4
+    assert uuid == qemu.Instance(image=Path("x"), work_dir=Path("z"), instance_id="i-0abc").system_uuid()
+
+
+def test_unknown_firmware_and_imds_mode_are_refused(tmp_path):
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(b"\0" * 512)
+    with pytest.raises(launch.LaunchError, match="--firmware"):
+        launch.launch(launch.LaunchOptions(disk=disk, work_dir=tmp_path, firmware="coreboot"))
+    with pytest.raises(launch.LaunchError, match="--imds"):
+        launch.launch(launch.LaunchOptions(disk=disk, work_dir=tmp_path, imds="v3"))
+    with pytest.raises(launch.LaunchError, match="not found"):
+        launch.launch(launch.LaunchOptions(disk=tmp_path / "none.img", work_dir=tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("target", "parsed"),
+    [
+        ("ec2-user@127.0.0.1:2222", ("ec2-user", "127.0.0.1", 2222)),
+        ("root@node.example", ("root", "node.example", 22)),
+        ("ec2-user@[::1]:2200", ("ec2-user", "::1", 2200)),
+    ],
+)
+def test_ssh_targets(target, parsed):
+    assert parse_ssh_target(target) == parsed
+
+
+@pytest.mark.parametrize("target", ["127.0.0.1:22", "user@", "user@host:0", "user@host:99999", "User Name@h"])
+def test_bad_ssh_targets_name_the_target(target):
+    with pytest.raises(ValueError, match="--ssh"):
+        parse_ssh_target(target)
+
+
+def _report(**units) -> dict:
+    base = {
+        "nodeforge-bootstrap.service": {"ActiveState": "active", "Result": "success"},
+        "kubelet.service": {"ActiveState": "active", "SubState": "running"},
+    }
+    base.update(units)
+    return {
+        "state": "running",
+        "failed": [],
+        "extra": {"units": base, "kubelet_args": ["--config=x"], "container": {"ran": True}},
+    }
+
+
+def test_assessment_names_what_did_not_happen(tmp_path):
+    options = launch.LaunchOptions(disk=tmp_path, work_dir=tmp_path)
+    assert launch._assess(_report(), options) == []
+    failed = _report(**{"nodeforge-bootstrap.service": {"ActiveState": "failed", "Result": "exit-code"}})
+    failed["state"], failed["failed"] = "degraded", ["nodeforge-bootstrap.service"]
+    problems = launch._assess(failed, options)
+    assert any("degraded" in p for p in problems) and any("nodeforge-bootstrap.service: failed" in p for p in problems)
+    no_container = _report()
+    no_container["extra"]["container"] = {"ran": False, "detail": "no probe image"}
+    assert launch._assess(no_container, options) == ["containerd did not run a container: no probe image"]
