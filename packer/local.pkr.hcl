@@ -74,6 +74,16 @@ variable "time_sync_servers" {
   }
 }
 
+variable "apt_proxy" {
+  type        = string
+  description = "HTTP proxy for apt during this build only (e.g. the test run's apt-cacher-ng); empty: none. Never kept in the image."
+  default     = ""
+  validation {
+    condition     = var.apt_proxy == "" || ((substr(var.apt_proxy, 0, 7) == "http://" && length(var.apt_proxy) > 7) || (substr(var.apt_proxy, 0, 8) == "https://" && length(var.apt_proxy) > 8)) && length(split(" ", var.apt_proxy)) == 1
+    error_message = "The apt_proxy must be empty or a proxy URL like http://127.0.0.1:3142."
+  }
+}
+
 variable "manifest_path" {
   type        = string
   description = "Where the Packer manifest is written."
@@ -198,6 +208,7 @@ locals {
     nodeforge_kubernetes_version = var.kubernetes_version
     nodeforge_artifact_source    = var.artifact_source
     node_base_time_sync_servers  = var.time_sync_servers
+    os_packages_apt_proxy        = var.apt_proxy
     ansible_python_interpreter   = "/usr/bin/python3"
     # Debian has no amazon-ssm-agent package: a verified .deb from the artifact source (the fixture tree's
     # labelled stand-in, nodeforge.bake.fixtures.build_ssm_agent_deb, unless ssm_agent_package_path says otherwise)

@@ -5,9 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
+# apt-cacher-ng: the test run's package cache (tests/conftest.py starts its own on 127.0.0.1 over .cache/; the
+# package's system service is not used).
 APT_PACKAGES=(docker.io packer mmdebstrap qemu-system-x86 qemu-utils e2fsprogs busybox-static
   python3-venv iptables cryptsetup-bin erofs-utils squashfs-tools fdisk cpio
-  grub-pc-bin grub-efi-amd64-bin ovmf dosfstools mtools socat openssl)
+  grub-pc-bin grub-efi-amd64-bin ovmf dosfstools mtools socat openssl apt-cacher-ng)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

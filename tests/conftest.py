@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from nodeforge.bake.aptcache import AptCache, AptCacheError
 from nodeforge.bake.fixtures import build_artifact_tree, build_ssm_agent_deb
 from nodeforge.bake.mirror import ArtifactMirror
+from nodeforge.paths import cache_dir
 from nodeforge.releases import kubelet_releases
 
 REPO = Path(__file__).resolve().parents[1]
+E2E = REPO / "tests" / "e2e"
+APT_CACHE = pytest.StashKey[AptCache]()
+APT_CACHE_WARNING = pytest.StashKey[str]()
 
 # CLI output is asserted as plain text: typer forces a colour terminal when PY_COLORS or FORCE_COLOR is set at
 # all (even to 0), so clear them before any test imports typer.
@@ -85,3 +91,54 @@ def mirror(fixture_tree: Path) -> Iterator[ArtifactMirror]:
 
 def docker_available() -> bool:
     return shutil.which("docker") is not None and shutil.which("mmdebstrap") is not None
+
+
+# The package cache of the run: every Molecule instance and the bake's Packer build install Debian packages, the same
+# ones again and again; apt-cacher-ng on 127.0.0.1 (cache under .cache/apt-cacher-ng, kept between runs) fetches each
+# once. Started here, in the controller (xdist starts its workers after this hook, so they inherit the variables), for
+# runs that include the end-to-end tests; the workers, Molecule (.config/molecule/config.yml) and the bake fixture hand
+# NODEFORGE_APT_PROXY to the roles as os_packages_apt_proxy. A caller's own NODEFORGE_APT_PROXY is used as it is (set
+# it empty to run without a cache). When the cache cannot start, everything downloads from the mirror, with a warning.
+def _selects_e2e(config: pytest.Config) -> bool:
+    base = Path(config.invocation_params.dir)
+    for arg in config.args:
+        path = (base / arg.split("::", 1)[0]).resolve()
+        if path == E2E or E2E in path.parents or path in E2E.parents:
+            return True
+    return False
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if hasattr(config, "workerinput") or "NODEFORGE_APT_PROXY" in os.environ or not _selects_e2e(config):
+        return
+    cache = AptCache(cache_dir() / "apt-cacher-ng")
+    try:
+        cache.start()
+    except AptCacheError as exc:
+        warning = f"WARNING: no package cache for this run ({exc}); instances download from the Debian mirror"
+        config.stash[APT_CACHE_WARNING] = warning
+        print(warning, file=sys.stderr)
+        os.environ["NODEFORGE_APT_PROXY"] = ""
+        return
+    config.stash[APT_CACHE] = cache
+    os.environ["NODEFORGE_APT_PROXY"] = cache.url
+    os.environ["NODEFORGE_APT_CACHE_LOG"] = str(cache.log_path)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    cache = config.stash.get(APT_CACHE, None)
+    if cache is not None:
+        cache.stop()
+        os.environ.pop("NODEFORGE_APT_PROXY", None)
+        os.environ.pop("NODEFORGE_APT_CACHE_LOG", None)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    warning = config.stash.get(APT_CACHE_WARNING, None)
+    cache = config.stash.get(APT_CACHE, None)
+    if warning:
+        terminalreporter.write_sep("-", "package cache")
+        terminalreporter.write_line(warning, yellow=True, bold=True)
+    elif cache is not None:
+        terminalreporter.write_sep("-", "package cache")
+        terminalreporter.write_line(f"apt-cacher-ng {cache.url} ({cache.root}): {cache.stats().summary()}")

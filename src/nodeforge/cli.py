@@ -73,6 +73,10 @@ def bake_cmd(
     signing_key: Annotated[
         Path | None, typer.Option(help="immutable: private key that signs the root hash (nodeforge image keygen)")
     ] = None,
+    apt_proxy: Annotated[
+        str,
+        typer.Option(help="HTTP proxy for apt during the build only, e.g. an apt-cacher-ng (not kept in the image)"),
+    ] = "",
 ) -> None:
     """Bake a node image end to end: base, Packer + node playbook, export, scan, verify, QEMU boot."""
     from nodeforge.bake.pipeline import BakeError, BakeOptions, bake_local
@@ -96,6 +100,7 @@ def bake_cmd(
         verify=verify,
         boot=boot,
         variant=variant,
+        apt_proxy=apt_proxy,
         first_boot_user_data=user_data,
         first_boot_firmware=firmware,
         signing_key=signing_key,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -32,7 +33,9 @@ def instance(request: pytest.FixtureRequest) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def baked(tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("bake")
-    options = BakeOptions(image_tag="e2e-test", out_dir=out)
+    # the test run's package cache (tests/conftest.py), for the build only: the hygiene scan and the checks make sure
+    # the image keeps no proxy
+    options = BakeOptions(image_tag="e2e-test", out_dir=out, apt_proxy=os.environ.get("NODEFORGE_APT_PROXY", ""))
     report = bake_local(options)
     yield report, out
     subprocess.run(["docker", "rmi", "-f", report.image], capture_output=True, check=False)

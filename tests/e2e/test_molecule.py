@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,17 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = sorted(p.parent.name for p in (REPO / "molecule").glob("*/molecule.yml"))
+# Packages a scenario's converge installs that no other scenario does: when the run has its package cache
+# (tests/conftest.py), its transfer log must show them served during the scenario, i.e. the converge's apt traffic
+# went through the cache.
+CACHE_PROBES = {"os_packages": ("jq", "libjq1")}
+REFRESH_TASK = "TASK [os_packages : Refresh the apt package index when packages are missing]"
+
+
+def index_refreshes(text: str) -> int:
+    """How many times the converges in a Molecule log refreshed the apt index (the task ran, not skipped)."""
+    blocks = text.split(REFRESH_TASK)[1:]
+    return sum(1 for block in blocks if re.search(r"^(ok|changed): \[", block.split("TASK [", 1)[0], re.MULTILINE))
 
 
 def test_every_role_has_a_scenario():
@@ -33,6 +45,8 @@ def test_molecule_scenario(scenario, mirror, tmp_path):
         NO_COLOR="1",
     )
     log = tmp_path / f"molecule-{scenario}.log"
+    cache_log = Path(os.environ.get("NODEFORGE_APT_CACHE_LOG") or tmp_path / "no-cache.log")
+    cache_offset = cache_log.stat().st_size if cache_log.exists() else 0
     with log.open("w") as handle:
         proc = subprocess.run(
             ["molecule", "test", "-s", scenario], cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT
@@ -41,3 +55,10 @@ def test_molecule_scenario(scenario, mirror, tmp_path):
     assert proc.returncode == 0, f"molecule test -s {scenario} failed:\n" + "\n".join(text.splitlines()[-60:])
     assert "Idempotence completed successfully" in text or "idempotence: Executed: Successful" in text
     assert " passed" in text
+    if scenario == "default":  # the whole node includes os_packages from five roles: one index refresh in all
+        assert text.count(REFRESH_TASK) >= 5 and index_refreshes(text) == 1, "apt index refreshed more than once"
+    if scenario in CACHE_PROBES and os.environ.get("NODEFORGE_APT_CACHE_LOG"):
+        lines = cache_log.read_bytes()[cache_offset:].decode(errors="replace").splitlines()
+        served = {line.rsplit("/", 1)[-1].split("_", 1)[0] for line in lines if "|O|" in line and line.endswith(".deb")}
+        missing = set(CACHE_PROBES[scenario]) - served
+        assert not missing, f"{scenario}: {sorted(missing)} not served by the package cache ({cache_log})"

@@ -56,6 +56,19 @@ def test_journald_limits(host):
     assert "SystemMaxUse=" in conf.content_string
 
 
-@pytest.mark.parametrize("package", ["conntrack", "socat", "iptables", "ethtool"])
+@pytest.mark.parametrize("package", ["conntrack", "socat", "iptables", "ethtool", "mdadm", "xfsprogs"])
 def test_node_packages(host, package):
     assert host.package(package).is_installed
+
+
+def test_local_storage_tools(host):
+    """What the agent runs for instance.localStorage (RAID0/RAID10 with mdadm, XFS file systems) is on the node."""
+    for command in ("mdadm --version", "mkfs.xfs -V", "blkid --version"):
+        result = host.run(command)
+        assert result.rc == 0, f"{command}: {result.stderr}"
+
+
+def test_no_mail_server_pulled_in(host):
+    """mdadm recommends a mail server; node_base installs without recommends, so none comes with it."""
+    assert not host.exists("sendmail")
+    assert not host.package("exim4-base").is_installed

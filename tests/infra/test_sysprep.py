@@ -44,3 +44,20 @@ def test_logs_empty(host):
 
 def test_no_leftover_temp_files(host):
     assert host.run("find /var/tmp -mindepth 1 ! -name 'systemd-private-*' -maxdepth 1").stdout.strip() == ""
+
+
+def test_no_package_proxy(host):
+    """The build's package cache is not kept: no proxy for apt, dnf/yum or logins (the hygiene scan's rule)."""
+    from nodeforge.bake.hygiene import proxy_setting
+
+    if host.exists("apt-config"):
+        dump = host.check_output("apt-config dump")
+        proxies = [line for line in dump.splitlines() if "::proxy" in line.lower() and '"direct"' not in line.lower()]
+        assert proxies == [], proxies
+    listed = host.run(
+        "find /etc/apt/apt.conf /etc/apt/apt.conf.d /etc/environment /etc/profile.d /etc/dnf/dnf.conf /etc/yum.conf "
+        "/etc/yum.repos.d -maxdepth 1 -type f 2>/dev/null"
+    ).stdout.split()
+    assert "/etc/environment" in listed or not host.file("/etc/environment").exists
+    found = {path: proxy_setting(path, host.file(path).content) for path in listed}
+    assert {path: setting for path, setting in found.items() if setting} == {}

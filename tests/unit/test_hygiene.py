@@ -15,6 +15,7 @@ from nodeforge.bake.hygiene import (
     RULES,
     HygieneError,
     SuidSgidPolicy,
+    proxy_setting,
     scan_rootfs_tar,
     suid_sgid_allowlist,
     suid_sgid_policy,
@@ -75,6 +76,7 @@ DIRTY = [
         "./etc/passwd",
         b"root:x:0:0:root:/root:/bin/bash\ntoor:x:0:0::/root:/bin/sh\nbin:x:2:2::/bin:/usr/sbin/nologin\n",
     ),
+    ("./etc/apt/apt.conf.d/01proxy", b'Acquire::http::Proxy "http://127.0.0.1:3142";\n'),
 ]
 
 
@@ -110,6 +112,14 @@ def test_clean_root_has_no_findings(tmp_path):
         ("./var/log/journal/x", b"", 0o2755, tarfile.DIRTYPE),  # SGID directories are not programs
         ("./etc/passwd", b"root:x:0:0:root:/root:/bin/bash\nbin:x:2:2::/bin:/usr/sbin/nologin\n"),
         ("./etc/netrc.d", b"", 0o755, tarfile.DIRTYPE),
+        ("./etc/apt/apt.conf.d/70debconf", b'DPkg::Pre-Install-Pkgs {"/usr/sbin/dpkg-preconfigure --apt || true";};\n'),
+        (
+            "./etc/apt/apt.conf.d/99direct",
+            b'Acquire::http::Proxy "DIRECT";\n// Acquire::http::Proxy "http://x:3142";\n',
+        ),
+        ("./etc/environment", b'PATH="/usr/local/bin:/usr/bin"\nno_proxy=localhost\n'),
+        ("./etc/dnf/dnf.conf", b"[main]\nproxy=_none_\n"),
+        ("./usr/share/doc/apt/examples/configure-index", b'Acquire::http::Proxy "http://127.0.0.1:3142";\n'),
     ]
     result = scan_rootfs_tar(make_tar(tmp_path / "clean.tar", clean))
     assert result.findings == [], result.findings
@@ -209,3 +219,37 @@ def test_scan_of_a_streamed_root_on_the_instance_interpreter(tmp_path, python):
     assert clean.returncode == 0 and json.loads(clean.stdout)["clean"] is True
     broken = subprocess.run([interpreter, script, "-"], input=b"not a tar", capture_output=True, check=False)
     assert broken.returncode == 2 and b"hygiene:" in broken.stderr
+
+
+@pytest.mark.parametrize(
+    ("path", "content"),
+    [
+        ("etc/apt/apt.conf", b'Acquire::http::Proxy "http://127.0.0.1:3142";'),
+        ("etc/apt/apt.conf.d/02cache", b'Acquire::https::Proxy::deb.debian.org "http://cache:3142";'),
+        ("etc/apt/apt.conf.d/02nested", b'Acquire {\n  http {\n    Proxy "http://10.0.0.1:3142";\n  };\n};\n'),
+        ("etc/apt/apt.conf.d/02indented", b'  acquire::http::proxy "http://cache:3142";'),
+        ("etc/dnf/dnf.conf", b"[main]\nproxy=http://cache:3128\n"),
+        ("etc/yum.repos.d/amzn2.repo", b"[amzn2-core]\nproxy = http://cache:3128\n"),
+        ("etc/environment", b'http_proxy="http://127.0.0.1:3142"\n'),
+        ("etc/profile.d/proxy.sh", b"export HTTPS_PROXY=http://cache:3128\n"),
+    ],
+)
+def test_proxy_settings_are_findings(path, content):
+    """Every way apt, dnf/yum or the environment can keep a proxy is found; the finding shows the setting."""
+    finding = proxy_setting(path, content)
+    assert finding is not None and "proxy" in finding.lower(), (path, finding)
+
+
+@pytest.mark.parametrize(
+    ("path", "content"),
+    [
+        ("etc/apt/apt.conf.d/99direct", b'Acquire::http::Proxy "DIRECT";'),
+        ("etc/apt/apt.conf.d/99commented", b'// Acquire::http::Proxy "http://cache:3142";\n# Proxy "x";'),
+        ("etc/apt/apt.conf.d/99detect", b'Acquire::http::Proxy-Auto-Detect "";'),
+        ("etc/dnf/dnf.conf", b"[main]\nproxy=_none_\n"),
+        ("etc/environment", b"no_proxy=localhost,169.254.169.254\n"),
+        ("etc/default/apt-cacher-ng", b'http_proxy="http://cache:3142"\n'),  # not a file apt or a login reads
+    ],
+)
+def test_no_proxy_setting_is_no_finding(path, content):
+    assert proxy_setting(path, content) is None

@@ -38,6 +38,8 @@ def test_template_validates():
         ("base_image=nodeforge", "base_image must be a repository:tag"),
         ("image_repository=Upper/Case", "image_repository must be a non-empty lower-case"),
         ("variant=sealed", "variant must be mutable or immutable"),
+        ("apt_proxy=127.0.0.1:3142", "apt_proxy must be empty or a proxy URL"),
+        ("apt_proxy=http://cache 3142", "apt_proxy must be empty or a proxy URL"),
     ],
 )
 def test_bad_variables_rejected(var, message):
@@ -45,6 +47,20 @@ def test_bad_variables_rejected(var, message):
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert message in out, out
+
+
+def test_apt_proxy_is_for_the_build_only():
+    """A proxy URL validates; the template hands it to the roles as os_packages_apt_proxy (apt's environment only)."""
+    proc = validate("apt_proxy=http://127.0.0.1:3142")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "os_packages_apt_proxy        = var.apt_proxy" in TEMPLATE.read_text()
+
+
+def test_bake_rejects_a_bad_apt_proxy_first():
+    from nodeforge.bake.pipeline import BakeError, BakeOptions, bake_local
+
+    with pytest.raises(BakeError, match=r"apt proxy '127\.0\.0\.1:3142' is not a proxy URL"):
+        bake_local(BakeOptions(apt_proxy="127.0.0.1:3142"))
 
 
 def test_immutable_variant_validates():

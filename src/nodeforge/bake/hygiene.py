@@ -18,6 +18,9 @@ Rules (each finding names the rule, the path in the image and what was seen):
 * ``suid-sgid``          files with a SUID or SGID bit that are not on the hardening role's allow list
   (``roles/hardening/vars/suid_sgid.yml``, the one list the role applies too)
 * ``extra-uid0``         accounts with uid 0 besides root in ``/etc/passwd``
+* ``package-proxy``      a proxy left for the package manager or the system (apt's ``Acquire::*::Proxy``,
+  dnf/yum ``proxy=``, ``*_proxy=`` in /etc/environment or profile.d): the build's package cache, unreachable
+  from an instance (bakes may use one; apt is given it in its environment, never in a file)
 
 The scan reads the tar once, member by member, without extracting it. Private keys inside files that a
 distribution package installed, unchanged (their md5 matches the package's dpkg ``md5sums``), are the
@@ -41,6 +44,7 @@ __all__ = [
     "HygieneError",
     "ScanResult",
     "SuidSgidPolicy",
+    "proxy_setting",
     "scan_members",
     "scan_rootfs_tar",
     "suid_sgid_allowlist",
@@ -62,6 +66,7 @@ RULES: dict[str, str] = {
     "netrc": ".netrc files",
     "suid-sgid": "SUID/SGID files off the hardening role's allow list",
     "extra-uid0": "uid 0 accounts besides root",
+    "package-proxy": "package manager or system proxy settings",
 }
 
 HISTORY_NAMES = frozenset(
@@ -107,6 +112,13 @@ PRIVATE_KEY = re.compile(
 )
 ACCESS_KEY_ID = re.compile(rb"(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z2-7]{16}(?![A-Z0-9])")
 SECRET_SETTING = re.compile(rb"aws_secret_access_key\s*[=:]\s*['\"]?[A-Za-z0-9/+]{40}")
+
+# Proxy settings, per kind of file (an explicit "no proxy", apt's DIRECT or dnf's _none_, is no finding).
+# apt: `Acquire::http::Proxy "URL";`, a per-host `Acquire::http::Proxy::HOST "URL";`, or the nested form
+# `Acquire { http { Proxy "URL"; }; };` (the key ends in Proxy, a quoted value follows).
+APT_PROXY = re.compile(rb'(?im)^(?![ \t]*(?://|#))[ \t]*[^\n"]*?\bproxy(?:::[^\s"]+)?[ \t]+"(?!direct"|false")[^"\n]+"')
+DNF_PROXY = re.compile(rb"(?im)^[ \t]*proxy[ \t]*=[ \t]*(?!_none_[ \t]*$)\S")
+ENV_PROXY = re.compile(rb"(?im)^[ \t]*(?:export[ \t]+)?(?:https?|ftp|all)_proxy[ \t]*=[ \t]*['\"]?[^\s'\"]")
 
 
 class HygieneError(Exception):
@@ -225,7 +237,27 @@ def _type_bits(member: tarfile.TarInfo) -> int:
     return stat.S_IFDIR if member.isdir() else stat.S_IFREG
 
 
+def proxy_setting(path: str, data: bytes) -> str | None:
+    """What proxy setting the file at PATH (relative to the root, e.g. 'etc/apt/apt.conf') holds, or None."""
+    path = path.lstrip("/")
+    if path == "etc/apt/apt.conf" or (path.startswith("etc/apt/apt.conf.d/") and "/" not in path[19:]):
+        pattern, kind = APT_PROXY, "apt"
+    elif path in {"etc/dnf/dnf.conf", "etc/yum.conf"} or (path.startswith("etc/yum.repos.d/") and path[-5:] == ".repo"):
+        pattern, kind = DNF_PROXY, "dnf/yum"
+    elif path == "etc/environment" or (path.startswith("etc/profile.d/") and path.endswith(".sh")):
+        pattern, kind = ENV_PROXY, "environment"
+    else:
+        return None
+    match = pattern.search(data)
+    if match is None:
+        return None
+    return f"{kind} proxy setting: {match.group().decode(errors='replace').strip()[:120]}"
+
+
 def _content_findings(path: str, data: bytes) -> Iterator[Finding]:
+    proxy = proxy_setting(path, data)
+    if proxy:
+        yield Finding("package-proxy", "/" + path, proxy)
     if PRIVATE_KEY.search(data):
         yield Finding("private-key", "/" + path, "PEM/OpenSSH private key block")
     if SECRET_SETTING.search(data):

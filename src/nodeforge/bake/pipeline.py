@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -31,6 +32,8 @@ class BakeError(RuntimeError):
 
 
 VARIANTS = ("mutable", "immutable")
+# What the os_packages role and the Packer template accept as os_packages_apt_proxy / apt_proxy.
+APT_PROXY_URL = re.compile(r"https?://[^\s/?#]+/?")
 
 
 @dataclass
@@ -44,6 +47,8 @@ class BakeOptions:
     out_dir: Path | None = None
     # mutable: an ext4 root (like AL2023/AL2 AMIs); immutable: sealed read-only root with dm-verity and A/B slots
     variant: str = "mutable"
+    # HTTP proxy for apt during the Packer build only (e.g. the test run's apt-cacher-ng); never kept in the image
+    apt_proxy: str = ""
     # First boot: the user data the booted image is launched with (default: Karpenter-style AL2023 MIME), firmware
     first_boot_user_data: Path | None = None
     first_boot_firmware: str = "bios"
@@ -115,6 +120,8 @@ def bake_local(options: BakeOptions, reporter: StageReporter | None = None) -> B
     report = BakeReport(variant=options.variant)
     if options.variant not in VARIANTS:
         raise BakeError(f"unknown variant {options.variant!r} (known: {', '.join(VARIANTS)})")
+    if options.apt_proxy and not APT_PROXY_URL.fullmatch(options.apt_proxy):
+        raise BakeError(f"apt proxy {options.apt_proxy!r} is not a proxy URL like http://127.0.0.1:3142")
     releases = kubelet_releases()
     if options.kubernetes_version not in releases:
         raise BakeError(
@@ -150,6 +157,7 @@ def bake_local(options: BakeOptions, reporter: StageReporter | None = None) -> B
             "components_path": str(out / "components.json"),
             "git_commit": _git_commit(),
             "variant": options.variant,
+            "apt_proxy": options.apt_proxy,
             # the immutable variant's seal step (a shell-local post-processor) exports and seals the image
             "seal_dir": str(out / "immutable" / "sealed"),
             "rootfs_tar": str(out / "rootfs.tar"),
