@@ -83,3 +83,18 @@ def put_file(request: pytest.FixtureRequest):
             pytest.skip(f"cannot copy files with the {backend.NAME} backend")
 
     return put
+
+
+@pytest.fixture(scope="session")
+def booted_node(host) -> bool:
+    """True on a node that booted as an instance (a VM: `nodeforge verify --ssh`), where the bootstrap agent has
+    configured it from IMDS at boot. False in the image's containers (Molecule, `nodeforge verify IMAGE`), which
+    share the host's network and have not been bootstrapped."""
+    return host.run("systemd-detect-virt --container").rc != 0
+
+
+@pytest.fixture
+def image_state_only(booted_node) -> None:
+    """Skip a check about the image as baked (before any boot) on a node that has booted and configured itself."""
+    if booted_node:
+        pytest.skip("about the image before its first boot: this node has booted and configured itself from IMDS")

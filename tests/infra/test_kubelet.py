@@ -44,7 +44,7 @@ def test_unit_valid_and_enabled(host):
     assert result.rc == 0, result.stderr
 
 
-def test_not_started_at_bake_time(host):
+def test_not_started_at_bake_time(host, image_state_only):
     """kubelet starts at boot once bootstrap wrote its kubeconfig, never in the image build."""
     assert not host.file("/var/lib/kubelet/kubeconfig").exists
     assert not host.service("kubelet").is_running
@@ -135,7 +135,7 @@ for _rule in cis.rules():
 
 
 @pytest.mark.cis
-def test_cis_node_identity_set_at_boot_only(host, kubelet_config, baked_flags):
+def test_cis_node_identity_set_at_boot_only(host, kubelet_config, baked_flags, image_state_only):
     """What replaces the old "no --hostname-override" check (CIS EKS <= 1.2.0 3.2.8, dropped since): the node's
     identity -- providerID, --hostname-override, --node-ip -- is per instance, so the bootstrap agent sets it at
     boot from IMDS (tests/infra/test_bootstrap_agent.py checks its values); nothing of it is baked into the image."""
