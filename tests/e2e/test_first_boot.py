@@ -29,7 +29,7 @@ def _node_report(path: str) -> dict:
     return json.loads(Path(path).read_text())
 
 
-def _assert_configured(node: dict, user_data: bytes) -> None:
+def _assert_configured(node: dict, user_data: bytes, rootfs_tar: str) -> None:
     """The node configured itself: agent once and successful, files as computed, kubelet started with them."""
     report = node["report"]
     extra = report["extra"]
@@ -39,13 +39,15 @@ def _assert_configured(node: dict, user_data: bytes) -> None:
     assert (agent["ActiveState"], agent["Result"], agent["NRestarts"]) == ("active", "success", "0")
     assert extra["cloud_init_output"].count(SHELL_PART_LINE) == 1
     assert any("DataSourceEc2" in line for line in extra["cloud_init_status"]), extra["cloud_init_status"]
-    want = expected_files(user_data, node["metadata"], kubelet_version=KUBELET_VERSION, cpus=1)
+    want = expected_files(
+        user_data, node["metadata"], kubelet_version=KUBELET_VERSION, cpus=1, rootfs_tar=Path(rootfs_tar)
+    )
     have = extra["files"]
     assert want, "the agent wrote nothing here"
     for path, content in want.items():
-        if path in have:
-            assert have[path] == content, f"{path} on the node differs from what the agent computes"
-    compared = [p for p in want if p in have]
+        assert path in have, f"{path}: the agent writes it, the node does not have it"
+        assert have[path] == content, f"{path} on the node differs from what the agent computes"
+    compared = list(want)
     assert "/etc/kubernetes/kubelet/config.json" in compared
     assert "/var/lib/kubelet/kubeconfig" in compared
     assert "/etc/kubernetes/pki/ca.crt" in compared
@@ -65,7 +67,7 @@ def test_karpenter_user_data_configures_the_node_under_bios(baked):
     assert node["marks"]["grub"] < node["marks"]["cloud_init"] < node["marks"]["report"]
     console = Path(node["console_log"]).read_text(errors="replace")
     assert "nodeforge-grub: booting /boot/vmlinuz-" in console and "(pc)" in console
-    _assert_configured(node, (USER_DATA_DIR / "karpenter-al2023.mime").read_bytes())
+    _assert_configured(node, (USER_DATA_DIR / "karpenter-al2023.mime").read_bytes(), report.rootfs_tar)
     args = node["report"]["extra"]["kubelet_args"]
     assert any("karpenter.sh/nodepool=default" in arg for arg in args), args
 
@@ -141,12 +143,12 @@ def _as_dict(node: NodeReport) -> dict:
     return {"report": node.report, "metadata": node.metadata, "marks": node.marks, "console_log": node.console_log}
 
 
-def test_mng_user_data_configures_the_node_under_uefi(mng_uefi):
+def test_mng_user_data_configures_the_node_under_uefi(mng_uefi, baked):
     first, _, user_data = mng_uefi
     assert first.ok, first.problems
     console = first.console_log.read_text(errors="replace")
     assert "(efi)" in console
-    _assert_configured(_as_dict(first), user_data)
+    _assert_configured(_as_dict(first), user_data, baked[0].rootfs_tar)
     args = first.node["kubelet_args"]
     assert any("eks.amazonaws.com/nodegroup=ng-1" in arg for arg in args), args
 

@@ -85,7 +85,7 @@ def put_file(request: pytest.FixtureRequest):
     return put
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def booted_node(host) -> bool:
     """True on a node that booted as an instance (a VM: `nodeforge verify --ssh`), where the bootstrap agent has
     configured it from IMDS at boot. False in the image's containers (Molecule, `nodeforge verify IMAGE`), which

@@ -319,12 +319,34 @@ def expected_files(
     kubelet_version: str,
     cpus: int = 1,
     extra_args: Sequence[str] = (),
+    rootfs_tar: Path | None = None,
 ) -> dict[str, str]:
-    """Run the agent here against the same IMDS answers and USER_DATA into a scratch root; its files by path."""
+    """Run the agent here against the same IMDS answers and USER_DATA into a scratch root; its files by path.
+
+    ROOTFS_TAR seeds that root with the image's /etc and node binaries (the agent merges into the image's kubelet
+    and containerd configuration, and picks the kubeconfig's credentials by what is installed), so the files
+    returned are the ones the agent writes on that image. Only the files the agent wrote are returned.
+    """
     server = FakeImdsServer()
     server.state.metadata = dict(metadata)
     server.state.user_data = user_data
     with server as state, tempfile.TemporaryDirectory(prefix="nodeforge-expected-") as tmp:
+        seeded: dict[str, float] = {}
+        if rootfs_tar is not None:
+            members = [
+                "etc",
+                "usr/bin/kubelet",
+                "usr/bin/aws-iam-authenticator",
+                "usr/bin/runc",
+                "usr/sbin/runc",
+                "var/lib/kubelet",
+            ]
+            subprocess.run(
+                ["tar", "-xf", str(rootfs_tar), "-C", tmp, "--no-same-owner", "--ignore-failed-read", *members],
+                capture_output=True,
+                check=False,
+            )
+            seeded = {str(p): p.stat().st_mtime for p in Path(tmp).rglob("*") if p.is_file() and not p.is_symlink()}
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
         cmd = [
             sys.executable, "-m", "nodeforge.bootstrap", "--root", tmp, "--no-start",
@@ -336,6 +358,6 @@ def expected_files(
             raise LaunchError(f"the agent refused this user data here too (exit {proc.returncode}): {proc.stderr}")
         files: dict[str, str] = {}
         for path in Path(tmp).rglob("*"):
-            if path.is_file():
+            if path.is_file() and not path.is_symlink() and seeded.get(str(path)) != path.stat().st_mtime:
                 files["/" + str(path.relative_to(tmp))] = path.read_text(errors="replace")
         return files
