@@ -28,6 +28,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "image_manifest",
         "bootstrap_agent",
         "cloud_init",
+        "target_python",
         "ssm_agent",
         "sysprep",
         "hardening",

@@ -258,7 +258,9 @@ def build_boot_disk(
     out_dir.mkdir(parents=True, exist_ok=True)
     final = out_dir / name
     scratch = Path(tempfile.mkdtemp(prefix=".nodeforge-bootdisk-", dir=out_dir))
-    tmp_disk = out_dir / f".{name}.tmp-{scratch.name}"
+    # sfdisk takes a partition's number from the trailing digits of the name it is given (NAME + number): the
+    # temporary name must not end in a digit of its own (a random suffix could).
+    tmp_disk = out_dir / f".{name}.tmp-{scratch.name}.img"
     try:
         root = scratch / "root"
         root.mkdir()

@@ -141,3 +141,15 @@ def test_missing_kernel_is_refused_and_nothing_left(tmp_path):
 def test_grub_cfg_names_the_platform_on_the_console():
     cfg = bootdisk.grub_cfg("/boot/vmlinuz-1", "/boot/initrd.img-1", "root=UUID=x ro", title="t")
     assert f'echo "{bootdisk.GRUB_BANNER} /boot/vmlinuz-1 ($grub_platform)"' in cfg
+
+
+def test_a_scratch_name_ending_in_digits_does_not_renumber_partitions(tmp_path, monkeypatch):
+    """sfdisk reads a partition's number from the name's trailing digits: the temporary disk must not add its own."""
+    real = bootdisk.tempfile.mkdtemp
+
+    def mkdtemp(prefix: str = "", dir: str | None = None) -> str:
+        return real(prefix=prefix, suffix="-1234", dir=dir)
+
+    monkeypatch.setattr(bootdisk.tempfile, "mkdtemp", mkdtemp)
+    built = bootdisk.build_boot_disk(_tiny_root_tar(tmp_path / "root.tar"), tmp_path / "out")
+    assert sorted(built.partitions) == [1, 127, 128]
