@@ -30,7 +30,8 @@ AGENT_FILE_GLOBS = (
 )
 UNITS = ("nodeforge-bootstrap.service", "kubelet.service", "containerd.service", "cloud-final.service", "ssh.service")
 UNIT_PROPS = (
-    "ActiveState,SubState,Result,ExecMainStatus,NRestarts,ActiveEnterTimestampMonotonic,InactiveExitTimestampMonotonic"
+    "ActiveState,SubState,Result,ExecMainStatus,NRestarts,ActiveEnterTimestampMonotonic,"
+    "InactiveExitTimestampMonotonic,InactiveEnterTimestampMonotonic"
 )
 KUBELET_ARGS = "/run/nodeforge-fixture/kubelet.args"
 PROBE_IMAGE = "/var/lib/nodeforge-probe/busybox-oci.tar"
