@@ -191,8 +191,8 @@ def test_bad_launch_fails_loudly(bad_launches, name):
     assert agent["ActiveState"] == "failed" and agent["Result"] == "exit-code", agent
     started = int(agent["InactiveExitTimestampMonotonic"])
     ended = int(agent["InactiveEnterTimestampMonotonic"])
-    # bounded: the unit fails within two minutes of its start (TCG), far from its 300 s start timeout: not hung
-    assert 0 < started < ended and (ended - started) / 1e6 < 120, agent
+    # bounded: the agent exits by itself (Result exit-code, not timeout) before its unit's 300 s start timeout
+    assert 0 < started < ended and (ended - started) / 1e6 < 300, agent
     journal = "\n".join(node.node["bootstrap_journal"])
     assert reason in journal, journal
     console = node.console_log.read_text(errors="replace")
