@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -165,7 +166,8 @@ def verify_ssh(
         "  ConnectTimeout 20",
         "  ServerAliveInterval 15",
         "  ControlMaster auto",
-        f"  ControlPath {out_dir}/cm-%C",
+        # a socket path must fit in 108 bytes: keep it short, whatever out_dir is
+        f"  ControlPath {tempfile.mkdtemp(prefix='nfssh-', dir='/tmp')}/%C",
         "  ControlPersist 120",
     ]
     if identity_file is not None:
