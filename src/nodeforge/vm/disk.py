@@ -19,17 +19,13 @@ probe is never a failed unit.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import shlex
 import shutil
-import signal
 import stat
 import subprocess
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -705,26 +701,6 @@ def qemu_command(
     ]
 
 
-def _tail(path: Path, lines: int = _CONSOLE_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(errors="replace").replace("\r", "")
-    except OSError:
-        return ""
-    # Skip the "+ qemu ..." command echo at the top of the QEMU log.
-    return "\n".join([line for line in text.splitlines() if not line.startswith("+ ")][-lines:])
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def boot_check(
     image: DiskImage,
     *,
@@ -753,9 +729,6 @@ def boot_check(
     if qemu is None:
         raise BootCheckError("qemu-system-x86_64 not found on PATH")
     console = Path(console_log) if console_log is not None else image.disk.with_name(f"{image.disk.stem}-console.log")
-    console.parent.mkdir(parents=True, exist_ok=True)
-    console.write_bytes(b"")
-    qemu_log = console.with_name(console.name + ".qemu")
     probe_wait = max(20, int(timeout * 0.6))
     cmd = qemu_command(
         image,
@@ -765,56 +738,12 @@ def boot_check(
         cmdline=kernel_cmdline(probe_wait=probe_wait, extra=extra_cmdline, root_args=root_args),
         snapshot=snapshot,
     )
-    cmd[0] = qemu
+    from nodeforge.vm.qemu import run_to_report  # one QEMU run-and-wait loop for every boot
 
-    start = time.monotonic()
-    with qemu_log.open("wb") as qlog:
-        qlog.write(("+ " + shlex.join(cmd) + "\n").encode())
-        qlog.flush()
-        proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=qlog, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        seen = ""
-        offset = 0
-        while True:
-            with console.open("rb") as fh:
-                fh.seek(offset)
-                chunk = fh.read()
-            offset += len(chunk)
-            seen += chunk.decode(errors="replace")
-            if PROBE_END in seen and PROBE_BEGIN in seen:
-                seconds = time.monotonic() - start
-                break
-            rc = proc.poll()
-            if rc is not None:
-                raise BootCheckError(
-                    f"QEMU exited (code {rc}) after {time.monotonic() - start:.0f}s without a boot probe "
-                    f"report for {image.disk}; QEMU output: {_tail(qemu_log, 5)}",
-                    console_log=console,
-                    console_tail=_tail(console),
-                )
-            if time.monotonic() - start > timeout:
-                _kill_group(proc)
-                raise BootCheckError(
-                    f"no boot probe report from {image.disk} within {timeout:.0f}s; QEMU killed",
-                    console_log=console,
-                    console_tail=_tail(console),
-                )
-            time.sleep(0.5)
-
-        try:
-            report = parse_probe_report(seen)
-        except ProbeReportError as exc:
-            raise BootCheckError(f"{image.disk}: {exc}", console_log=console, console_tail=_tail(console)) from exc
-
-        try:
-            proc.wait(timeout=poweroff_grace)
-            powered_off = proc.returncode == 0
-        except subprocess.TimeoutExpired:
-            powered_off = False
-    finally:
-        _kill_group(proc)
+    result, _ = run_to_report(
+        cmd, console, timeout=timeout, poweroff_grace=poweroff_grace, label=f"boot of {image.disk}"
+    )
+    report, seconds, powered_off = result.report, result.seconds, result.powered_off
 
     return BootResult(
         system_state=report["state"],
