@@ -159,12 +159,6 @@ def test_mng_user_data_configures_the_node_under_uefi(mng_uefi, baked):
     assert any("eks.amazonaws.com/nodegroup=ng-1" in arg for arg in args), args
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known divergence: on an MNG node cloud-init runs /etc/eks/bootstrap.sh after the boot-time agent read the "
-    "same call statically, and the two write different containerd drop-ins, config.json and kubeconfig (the shell "
-    "run adds the legacy pause image, discard_unpacked_layers, runc path, CNI and registry sections)",
-)
 def test_mng_node_files_equal_the_agents_reading(mng_uefi, baked):
     first, _, user_data = mng_uefi
     _assert_files_as_computed(_as_dict(first), user_data, baked[0].rootfs_tar)

@@ -35,9 +35,16 @@ max-pods = 29
 """
 EXAMPLE_DNS = "10.100.0.10"
 
-#: Kernel command line for a boot check: the IMDS-reading bootstrap unit is skipped (no network),
-#: the local settings file renders /etc instead, and the fixture kubelet (no cluster to join) is masked.
-BOOT_CHECK_CMDLINE: tuple[str, ...] = ("nodeforge.bootstrap=0", LOCAL_SETTINGS_FLAG, "systemd.mask=kubelet.service")
+#: Kernel command line for a boot check: the units that read IMDS are skipped (this boot has no NIC): the
+#: bootstrap agent and cloud-init (its generator honours ``cloud-init=disabled``; otherwise its Ec2 datasource
+#: waits 120 s for 169.254.169.254 and the unit fails); the local settings file renders /etc instead, and the
+#: fixture kubelet (no cluster to join) is masked.
+BOOT_CHECK_CMDLINE: tuple[str, ...] = (
+    "nodeforge.bootstrap=0",
+    "cloud-init=disabled",
+    LOCAL_SETTINGS_FLAG,
+    "systemd.mask=kubelet.service",
+)
 
 
 @dataclass
