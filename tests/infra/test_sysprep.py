@@ -42,6 +42,20 @@ def test_logs_empty(host):
     assert found == ""
 
 
+def test_syslog_daemon_stopped_until_next_boot(host, image_state_only):
+    """A syslog daemon would copy the build's remaining steps (sudo, uploads) from the journal into /var/log."""
+    units = [u for u in ("rsyslog.service", "syslog-ng.service") if host.run(f"systemctl cat {u}").rc == 0]
+    if not units:
+        pytest.skip("no syslog daemon installed")
+    for unit in units:
+        service = host.service(unit)
+        assert service.is_enabled, f"{unit} must stay enabled (it runs again from the next boot)"
+        assert not service.is_running, f"{unit} still running after sysprep"
+    host.run("logger -p authpriv.notice nodeforge-sysprep-probe")
+    written = host.run("sleep 1; grep -rl nodeforge-sysprep-probe /var/log --exclude-dir=journal").stdout.strip()
+    assert written == "", f"a log line written after sysprep reached {written}"
+
+
 def test_no_leftover_temp_files(host):
     assert host.run("find /var/tmp -mindepth 1 ! -name 'systemd-private-*' -maxdepth 1").stdout.strip() == ""
 
