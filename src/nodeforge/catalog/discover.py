@@ -8,7 +8,7 @@ come back). The catalog's channel and status win over tags for images it already
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from nodeforge.catalog import aws as awsapi
@@ -32,16 +32,7 @@ class RegionDiscovery:
     skipped: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "region": self.region,
-            "found": self.found,
-            "new": self.new,
-            "updated": self.updated,
-            "unchanged": self.unchanged,
-            "missing": self.missing,
-            "reappeared": self.reappeared,
-            "skipped": self.skipped,
-        }
+        return asdict(self)
 
 
 def check_regions(regions: Sequence[str]) -> list[str]:

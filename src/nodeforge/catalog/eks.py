@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,14 +50,7 @@ class RegionImport:
     skipped: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "region": self.region,
-            "found": self.found,
-            "new": self.new,
-            "updated": self.updated,
-            "unchanged": self.unchanged,
-            "skipped": self.skipped,
-        }
+        return asdict(self)
 
 
 def recommended(parameters: dict[str, str], version: str) -> dict[str, dict[str, str]]:

@@ -24,7 +24,13 @@ import contextlib
 import re
 from datetime import datetime
 
-from nodeforge.catalog.model import KUBERNETES_VERSION_RE, normalise_arch
+from nodeforge.catalog.model import (
+    CORE_COMPONENTS,
+    KUBERNETES_VERSION_RE,
+    PROVENANCE,
+    VERSION_COMPONENTS,
+    normalise_arch,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -34,22 +40,7 @@ if TYPE_CHECKING:
     from nodeforge.catalog.aws import AwsContext
 
 # The keys a fact may fill (the custom_data contract's, plus the image name and build time).
-FACT_KEYS = (
-    "kubernetes_version",
-    "os",
-    "os_version",
-    "arch",
-    "kubelet_version",
-    "containerd_version",
-    "runc_version",
-    "kernel_version",
-    "source_image",
-    "git_commit",
-    "template",
-    "build_id",
-    "image_name",
-    "build_time",
-)
+FACT_KEYS = (*CORE_COMPONENTS, *VERSION_COMPONENTS, *PROVENANCE, "build_id", "image_name", "build_time")
 
 _EKS_AMI_MAKEFILE_RE = re.compile(
     r"^amazon-eks(?P<al2023>-al2023)?(?P<arm64>-arm64)?(?P<fips>-fips)?(?:-(?P<accelerator>[a-z0-9]+))?"

@@ -21,6 +21,9 @@ from nodeforge.catalog.model import (
     ARCHES,
     CATALOG_ID_RE,
     CHANNEL_RE,
+    CORE_COMPONENTS,
+    PROVENANCE,
+    VERSION_COMPONENTS,
     Artifact,
     Event,
     Image,
@@ -64,21 +67,7 @@ LATEST_SQL = (
     " ORDER BY build_time DESC, seq DESC LIMIT 1"
 )
 # SQL below is built from these module constants only; every value is a bound parameter (hence the S608 noqa).
-_CONTENT_FIELDS = (
-    "name",
-    "kubernetes_version",
-    "os",
-    "os_version",
-    "arch",
-    "kubelet_version",
-    "containerd_version",
-    "runc_version",
-    "kernel_version",
-    "source_image",
-    "git_commit",
-    "template",
-    "build_id",
-)
+_CONTENT_FIELDS = ("name", *CORE_COMPONENTS, *VERSION_COMPONENTS, *PROVENANCE, "build_id")
 
 
 def default_path() -> Path:
