@@ -11,7 +11,8 @@ What runs is what a node runs (issue 12, section 5):
   ``--kubelet-version`` (off ``/`` the agent does not run ``kubelet --version``; on a node it does, as
   amazon-eks-ami's bootstrap.sh does too);
 - the image root holds what the agent reads on a node: the containerd role's config.toml (read and completed on
-  every run) and the ECR credential provider (its config is written when it is there).
+  every run) with the reading of it the bootstrap_agent role records at bake time, and the ECR credential provider
+  (its config is written when it is there).
 
 For each dialect (user data as Karpenter, managed node groups and eksctl send it) the loop alternates
 ``python3 -c pass`` and the agent, so both see the same machine load; medians are printed, and the agent's as a
@@ -50,6 +51,7 @@ sys.path.insert(0, str(REPO / "tests" / "unit" / "bootstrap" / "nodeadm_cases"))
 from nodeadm_case_helpers import baked_containerd_config  # noqa: E402
 
 from nodeforge.bootstrap.cli import main  # noqa: E402
+from nodeforge.bootstrap.containerd import cache_base_config  # noqa: E402
 from nodeforge.vm.imds import FakeImdsServer  # noqa: E402
 
 DIALECTS = {
@@ -111,6 +113,7 @@ def image_root(path: Path) -> Path:
     config = path / "etc/containerd/config.toml"
     config.parent.mkdir(parents=True)
     config.write_text(baked_containerd_config(CONTAINERD_VERSION), encoding="utf-8")
+    assert cache_base_config(path) == "created"  # as the bootstrap_agent role records it at bake time
     provider = path / CREDENTIAL_PROVIDER
     provider.parent.mkdir(parents=True)
     provider.write_text("#!/bin/sh\n", encoding="utf-8")

@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from nodeforge.bootstrap import legacy, metadata, plan, services, userdata, writer
+from nodeforge.bootstrap import legacy, metadata, plan, services, writer
 from nodeforge.bootstrap.errors import (
     EXIT_CIS,
     EXIT_IMDS,
@@ -85,6 +85,8 @@ def _settings(
     read_file = legacy.file_reader(root)
     if mode == "legacy":
         return legacy.settings_from_args(legacy_args, dict(os.environ), diagnostics, read_file)
+    from nodeforge.bootstrap import userdata  # user data (and MIME) readers: not for /etc/eks/bootstrap.sh calls
+
     return userdata.settings_from_user_data(
         _read_user_data(args, client), diagnostics, strict=args.strict, read_file=read_file
     )

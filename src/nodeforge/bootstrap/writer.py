@@ -1,5 +1,6 @@
-"""Apply a plan under a root prefix: atomic writes (temp file, fsync, rename), root:root ownership, the
-planned mode, and nothing touched when a file already has the planned content and mode.
+"""Apply a plan under a root prefix: atomic writes (temp file, fsync, rename; then each directory touched fsynced
+once), root:root ownership, the planned mode, and nothing touched when a file already has the planned content and
+mode.
 
 A plan is applied as a whole: when a file cannot be written, the files already changed are put back as they
 were (and the directories created for them removed), so a failed run leaves no partial configuration.
@@ -112,7 +113,11 @@ def _temporary(target: Path) -> tuple[int, str]:
     raise FileExistsError(f"no free temporary name next to {target}")
 
 
-def _write(root: Path, planned: PlannedFile, created: list[Path] | None = None) -> None:
+def _write(
+    root: Path, planned: PlannedFile, created: list[Path] | None = None, synced: set[Path] | None = None
+) -> None:
+    """Write one file atomically. Its directory is fsynced here, or added to ``synced`` for the caller to fsync
+    once after all its files (one journal commit makes every rename durable, not one commit per file)."""
     target = _target(root, planned.path)
     assert planned.content is not None
     _make_dirs(root, target.parent, created)
@@ -129,7 +134,14 @@ def _write(root: Path, planned: PlannedFile, created: list[Path] | None = None) 
     except BaseException:
         _unlink(Path(temporary))
         raise
-    directory = os.open(target.parent, os.O_RDONLY)
+    if synced is None:
+        _sync_directory(target.parent)
+    else:
+        synced.add(target.parent)
+
+
+def _sync_directory(path: Path) -> None:
+    directory = os.open(path, os.O_RDONLY)
     try:
         os.fsync(directory)
     finally:
@@ -159,20 +171,29 @@ def _undo(root: Path, changed: list[_Before]) -> None:
 
 
 def apply(root: Path, files: list[PlannedFile]) -> list[Outcome]:
-    """Write what differs; report every file's outcome. On a failure, undo this run's changes and raise."""
+    """Write what differs; report every file's outcome. On a failure, undo this run's changes and raise. Returns once
+    every change is on disk (files, renames and removals fsynced)."""
     outcomes = []
     changed: list[_Before] = []
+    directories: set[Path] = set()  # of the files written or removed: fsynced once each, at the end
     for planned in files:
         try:
             action = _status(root, planned)
             if action in ("created", "updated"):
                 changed.append(_before(root, planned))
-                _write(root, planned, changed[-1].created_dirs)
+                _write(root, planned, changed[-1].created_dirs, directories)
             elif action == "removed":
                 changed.append(_before(root, planned))
                 _target(root, planned.path).unlink()
+                directories.add(_target(root, planned.path).parent)
         except OSError as exc:
             _undo(root, changed)
             raise WriteError(f"cannot write {planned.path} under {root}", [f"{exc.strerror or exc}"]) from exc
         outcomes.append(Outcome(planned.path, action))
+    try:
+        for directory in sorted(directories):
+            _sync_directory(directory)
+    except OSError as exc:
+        _undo(root, changed)
+        raise WriteError(f"cannot sync {directory} under {root}", [f"{exc.strerror or exc}"]) from exc
     return outcomes
