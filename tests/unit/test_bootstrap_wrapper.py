@@ -48,6 +48,10 @@ def test_wrapper_runs_the_agent_isolated(tmp_path):
     usage = subprocess.run([command, "--help"], capture_output=True, text=True, env=env, cwd=shadow, check=False)
     assert usage.returncode == 0, usage.stderr
     assert "exit codes:" in usage.stdout
+    # the exit code and both streams come through the quick exit (no interpreter teardown)
+    wrong = subprocess.run([command, "--no-such-option"], capture_output=True, text=True, env=env, check=False)
+    assert wrong.returncode == 2
+    assert "--no-such-option" in wrong.stderr
     root = tmp_path / "root"
     root.mkdir()
     with FakeImdsServer() as state:
