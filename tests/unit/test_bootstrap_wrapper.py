@@ -1,5 +1,6 @@
-"""The bootstrap_agent role's command wrapper (/usr/bin/nodeforge-bootstrap), rendered and run: it runs the agent
-from the role's library directory, isolated from PYTHON* variables and from the working directory."""
+"""The bootstrap_agent role's commands, rendered and run: the wrapper (/usr/bin/nodeforge-bootstrap) runs the agent
+from the role's library directory, isolated from PYTHON* variables and from the working directory; the bake-time
+reading of the image's containerd config.toml."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import sys
 from pathlib import Path
 
 import jinja2
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-TEMPLATE = REPO / "roles" / "bootstrap_agent" / "templates" / "nodeforge-bootstrap.sh.j2"
+ROLE = REPO / "roles" / "bootstrap_agent"
+TEMPLATE = ROLE / "templates" / "nodeforge-bootstrap.sh.j2"
 INPUTS = REPO / "tests" / "unit" / "bootstrap" / "inputs"
 
 
@@ -65,3 +68,20 @@ def test_wrapper_runs_the_agent_isolated(tmp_path):
     report = json.loads(completed.stdout)
     assert report["facts"]["maxPods"] == 58
     assert (root / "etc/kubernetes/kubelet/config.json").is_file()
+
+
+def test_role_records_the_containerd_config_for_the_agent(tmp_path):
+    """The install task's command, as the role renders it, on a root holding a config.toml."""
+    tasks = yaml.safe_load((ROLE / "tasks" / "install.yml").read_text(encoding="utf-8"))
+    task = next(t for t in tasks if t["name"] == "Record the image's containerd configuration for the agent")
+    variables = {"bootstrap_agent_interpreter": sys.executable, "bootstrap_agent_lib_dir": str(REPO / "src")}
+    argv = [jinja2.Template(str(arg)).render(**variables) for arg in task["ansible.builtin.command"]["argv"]]
+    assert argv[-1] == "/"
+    config = tmp_path / "etc/containerd/config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text('version = 2\n[plugins."io.containerd.grpc.v1.cri"]\nsandbox_image = "pause:3.10"\n')
+    env = {"PATH": os.environ.get("PATH", "")}
+    runs = [subprocess.run([*argv[:-1], str(tmp_path)], capture_output=True, text=True, env=env) for _ in range(2)]
+    assert [run.stdout.strip() for run in runs] == ["created", "unchanged"], runs[0].stderr  # changed_when reads it
+    recorded = json.loads((tmp_path / "etc/nodeforge/containerd-config.json").read_text())
+    assert recorded["config"]["plugins"]["io.containerd.grpc.v1.cri"]["sandbox_image"] == "pause:3.10"
