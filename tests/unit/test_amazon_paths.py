@@ -103,7 +103,8 @@ def test_amazon_linux_paths(name, tmp_path, debian):
     assert resolved["bootstrap_agent_interpreter"] == ("/usr/bin/python3.8" if al2 else "/usr/bin/python3")
     assert resolved["bootstrap_agent_os_pip_packages"] == (["PyYAML>=5.4,<7"] if al2 else [])
     wrapper = (tmp_path / name / "nodeforge-bootstrap").read_text()
-    assert f"exec {resolved['bootstrap_agent_interpreter']} -s -m nodeforge.bootstrap" in wrapper
+    lib = "/usr/lib/nodeforge"
+    assert f'exec {resolved["bootstrap_agent_interpreter"]} -I -c \'import sys; sys.path.insert(0, "{lib}")' in wrapper
     assert resolved["bootstrap_agent_os_packages"] == (["python3", "python3-pyyaml"] if "al2023" in name else [])
     # AL2: containerd and runc come from the amazon-linux-extras "docker" topic, enabled first
     assert resolved["containerd_os_extras_topics"] == ([] if "al2023" in name else ["docker"])

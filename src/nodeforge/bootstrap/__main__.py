@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-
-from nodeforge.bootstrap.cli import main
+from nodeforge.bootstrap.cli import entry
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    entry()

@@ -7,6 +7,7 @@ The CRI plugin's name follows the image's config.toml: ``io.containerd.grpc.v1.c
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from nodeforge.bootstrap import tomlr
@@ -20,6 +21,10 @@ if TYPE_CHECKING:
 
 DROPIN_PATH = "/etc/containerd/config.d/00-nodeforge.toml"
 BASE_CONFIG_PATH = "/etc/containerd/config.toml"
+# The image's config.toml as read at bake time (bootstrap_agent role), used while config.toml holds the same text:
+# the agent then needs no TOML parser unless the user data brings TOML (tomllib's import costs more than a run's
+# own work). A changed or missing config.toml is parsed as ever.
+BASE_CACHE_PATH = "/etc/nodeforge/containerd-config.json"
 CERTS_DIR = "/etc/containerd/certs.d"
 DEFAULT_PAUSE_ACCOUNT = "602401143452"
 DEFAULT_PAUSE_VERSION = "3.10"
@@ -37,9 +42,55 @@ CRI_V3_IMAGES = "io.containerd.cri.v1.images"
 def base_config(root: Path) -> dict[str, Any]:
     """The image's containerd config.toml, or {} when absent or unreadable."""
     try:
-        return tomlr.loads((root / BASE_CONFIG_PATH.lstrip("/")).read_text(encoding="utf-8"))
-    except (OSError, tomlr.TOMLDecodeError):
+        text = (root / BASE_CONFIG_PATH.lstrip("/")).read_text(encoding="utf-8")
+    except OSError:
         return {}
+    cached = _cached_base_config(root, text)
+    if cached is not None:
+        return cached
+    try:
+        return tomlr.loads(text)
+    except tomlr.TOMLDecodeError:
+        return {}
+
+
+def _cached_base_config(root: Path, text: str) -> dict[str, Any] | None:
+    """The bake-time reading of config.toml when it was made from exactly ``text``; None otherwise."""
+    try:
+        cache = json.loads((root / BASE_CACHE_PATH.lstrip("/")).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(cache, dict) or cache.get("source") != text or not isinstance(cache.get("config"), dict):
+        return None
+    return cache["config"]
+
+
+def cache_base_config(root: Path) -> str:
+    """Write (or refresh, or remove) BASE_CACHE_PATH for the image's config.toml under ``root``; the bootstrap_agent
+    role runs this at bake time. Returns what was done: created, updated, unchanged or removed (no config.toml, or
+    one JSON cannot hold, e.g. with TOML dates), or absent."""
+    cache = root / BASE_CACHE_PATH.lstrip("/")
+    try:
+        text = (root / BASE_CONFIG_PATH.lstrip("/")).read_text(encoding="utf-8")
+        content = json.dumps({"source": text, "config": tomlr.loads(text)}, indent=1, sort_keys=True) + "\n"
+    except (OSError, ValueError, TypeError):  # absent, unreadable, not TOML, or values JSON has no type for
+        try:
+            cache.unlink()
+        except FileNotFoundError:
+            return "absent"
+        return "removed"
+    try:
+        before = cache.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        before = None
+    if before == content:
+        return "unchanged"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    temporary = cache.with_name(cache.name + ".tmp")
+    temporary.write_text(content, encoding="utf-8")
+    temporary.chmod(0o644)
+    temporary.replace(cache)
+    return "created" if before is None else "updated"
 
 
 def config_version(config: dict[str, Any]) -> int:
@@ -144,15 +195,17 @@ def written_hosts_files(root: Path) -> list[str]:
     return found
 
 
-def complete_plugin_sections(text: str, base: dict[str, Any]) -> str:
-    """The drop-in with every plugin section it touches completed from the image's config.toml.
+def complete_plugin_sections(text: str, base: dict[str, Any], document: dict[str, Any] | None = None) -> str:
+    """The drop-in with every plugin section it touches completed from the image's config.toml (``document``: the
+    drop-in already parsed, or None to parse ``text``).
 
     containerd 1.x merges an imported file by replacing each plugin's whole section (``to.Plugins[k] = v``), so a
     drop-in that only sets ``sandbox_image`` would drop the image's runtimes, SystemdCgroup and CNI settings.
     Writing the full section (the image's, with the drop-in's keys over it) is right for 1.x and for 2.x (which
     merges sections key by key).
     """
-    document = tomlr.loads(text)
+    if document is None:
+        document = tomlr.loads(text)
     plugins = document.get("plugins")
     base_plugins = base.get("plugins")
     if not isinstance(plugins, dict) or not isinstance(base_plugins, dict):
@@ -173,10 +226,13 @@ def render_dropin(user_config: str, *sections: dict[str, Any] | None, base: dict
     for section in sections:
         if section is not None:
             merged = deep_merge(merged, section)
+    document = None  # the drop-in parsed, when known without parsing (the agent's own sections alone)
     if merged:
         text = merge_toml(dumps(merged), user_config)
+        if not user_config.strip():
+            document = merged
     if not text.strip():
         return None
     if base:
-        text = complete_plugin_sections(text, base)
+        text = complete_plugin_sections(text, base, document)
     return HEADER + text if text.endswith("\n") else HEADER + text + "\n"

@@ -14,11 +14,11 @@ nodeadm tells the two schemas apart by the plugin names only version 3 has; so d
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 from nodeforge.bootstrap import runtimespec
 from nodeforge.bootstrap.errors import InvalidInputError
+from nodeforge.bootstrap.merge import copy_data
 from nodeforge.bootstrap.tomlw import dumps
 
 TYPE_CHECKING = False
@@ -92,7 +92,7 @@ def nodeadm_section(config_version: int, root: Path, kubelet_version: tuple[int,
 
 def migrate(document: dict[str, Any]) -> dict[str, Any]:
     """A version 2 containerd config as version 3 (containerd 2.x's CRI config migration)."""
-    result = copy.deepcopy(document)
+    result = copy_data(document)
     result["version"] = 3
     plugins = result.get("plugins")
     if not isinstance(plugins, dict):

@@ -36,9 +36,24 @@ class InstanceLimits:
 
 
 @lru_cache(maxsize=1)
+def _text() -> str:
+    return DATA_FILE.read_text(encoding="utf-8")
+
+
+@lru_cache(maxsize=1)
 def _table() -> dict[str, Any]:
-    with DATA_FILE.open(encoding="utf-8") as handle:
-        return json.load(handle)
+    return json.loads(_text())
+
+
+def _row(instance_type: str) -> list[int] | None:
+    """The type's row. scripts/gen_instance_limits.py writes one type per line: its line is parsed, not the whole
+    table (a run needs one row of a thousand); a type not found that way is looked up in the whole table."""
+    text = _text()
+    key = "\n" + json.dumps(instance_type) + ":["
+    start = text.find(key)
+    if start < 0:
+        return _table()["types"].get(instance_type)
+    return json.loads(text[start + len(key) - 1 : text.index("]", start) + 1])
 
 
 def table_source() -> dict[str, str]:
@@ -46,7 +61,7 @@ def table_source() -> dict[str, str]:
 
 
 def lookup(instance_type: str) -> InstanceLimits | None:
-    row = _table()["types"].get(instance_type)
+    row = _row(instance_type)
     if row is None:
         return None
     enis, ips, vcpus, memory, nitro = row

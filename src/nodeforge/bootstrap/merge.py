@@ -4,7 +4,6 @@ containerd TOML merge key by key -- and an empty value in a later document never
 
 from __future__ import annotations
 
-import copy
 import json
 
 from nodeforge.bootstrap import tomlr
@@ -19,14 +18,27 @@ _APPEND = (("spec", "kubelet", "flags"),)
 _TOML = (("spec", "containerd", "config"),)
 
 
+def copy_data(value: Any) -> Any:
+    """A deep copy of parsed YAML, JSON or TOML data: mappings, lists, sets and tuples copied all the way down, the
+    rest (strings, numbers, dates ...: immutable) shared. What copy.deepcopy gives for such data, without its
+    import and its per-object dispatch."""
+    if isinstance(value, dict):
+        return {key: copy_data(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [copy_data(item) for item in value]
+    if isinstance(value, (set, frozenset, tuple)):
+        return type(value)(copy_data(item) for item in value)
+    return value
+
+
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """A new mapping: ``override`` over ``base``, mappings merged recursively, everything else replaced."""
-    merged = copy.deepcopy(base)
+    merged = copy_data(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = deep_merge(merged[key], value)
         else:
-            merged[key] = copy.deepcopy(value)
+            merged[key] = copy_data(value)
     return merged
 
 
@@ -96,7 +108,7 @@ def _merge_at(
                     "set (NodeConfig documents merge as nodeadm merges them); the earlier value is kept"
                 )
             elif key not in merged:
-                merged[key] = copy.deepcopy(value)
+                merged[key] = copy_data(value)
             continue
         if here in _APPEND and isinstance(current, list) and isinstance(value, list):
             merged[key] = current + value
@@ -105,7 +117,7 @@ def _merge_at(
         elif isinstance(value, dict) and isinstance(current, dict):
             merged[key] = _merge_at(current, value, here, where, warn)
         else:
-            merged[key] = copy.deepcopy(value)
+            merged[key] = copy_data(value)
     return merged
 
 

@@ -14,8 +14,11 @@ import re
 from nodeforge.bootstrap.encoding import b64decode
 from nodeforge.bootstrap.record import dataclass, field
 
-_HEADER_LINE = re.compile(r"^(content-[a-z0-9-]+|mime-version|x-[a-z0-9-]+|merge-type)\s*:", re.IGNORECASE)
-_BOUNDARY = re.compile(r"""boundary\s*=\s*(?:"([^"]+)"|'([^']+)'|([^\s;]+))""", re.IGNORECASE)
+# Compiled on first use (re's cache): user data that is not MIME never needs them, and case-insensitive patterns
+# cost more to compile than most of a run's other work.
+_HEADER_LINE = r"^(content-[a-z0-9-]+|mime-version|x-[a-z0-9-]+|merge-type)\s*:"
+_HEADER_INITIALS = ("c", "m", "x", "C", "M", "X")  # what _HEADER_LINE can start with: other lines skip the regex
+_BOUNDARY = r"""boundary\s*=\s*(?:"([^"]+)"|'([^']+)'|([^\s;]+))"""
 
 
 @dataclass
@@ -50,7 +53,7 @@ def _read_headers(lines: list[str]) -> tuple[dict[str, str], int]:
             return headers, index + 1
         if last and line[:1] in (" ", "\t"):
             headers[last] += " " + line.strip()
-        elif _HEADER_LINE.match(line):
+        elif line.startswith(_HEADER_INITIALS) and re.match(_HEADER_LINE, line, re.IGNORECASE):
             name, _, value = line.partition(":")
             last = name.strip().lower()
             headers[last] = value.strip()
@@ -66,7 +69,7 @@ def looks_like_mime(text: str) -> bool:
 
 
 def boundary_of(content_type: str) -> str | None:
-    match = _BOUNDARY.search(content_type)
+    match = re.search(_BOUNDARY, content_type, re.IGNORECASE)
     if not match:
         return None
     return next(group for group in match.groups() if group is not None)

@@ -69,7 +69,7 @@ else:
             if isinstance(declared, _Field) and name in cls.__dict__:
                 delattr(cls, name)
         assign = object.__setattr__
-        post_init = "__post_init__" in dir(cls)
+        post_init = hasattr(cls, "__post_init__")
         title = cls.__name__
 
         # One generic __init__ (not code generated per class as dataclasses does: compiling it costs more at

@@ -119,9 +119,10 @@ def test_toml_without_tomllib_or_tomli_is_refused_with_what_to_install(agent, mo
 
 
 HEAVY = {"argparse", "urllib.request", "http.client", "ssl", "email", "difflib", "dataclasses", "inspect",
-         "subprocess", "tempfile", "tomllib", "tomli", "yaml", "typing", "socket", "traceback"}  # fmt: skip
+         "subprocess", "tempfile", "tomllib", "tomli", "yaml", "typing", "socket", "traceback", "copy"}  # fmt: skip
 
 
+@pytest.mark.parametrize("image", [False, True], ids=["empty-root", "image-root"])
 @pytest.mark.parametrize(
     ("name", "allowed"),
     [
@@ -129,11 +130,19 @@ HEAVY = {"argparse", "urllib.request", "http.client", "ssl", "email", "difflib",
         ("karpenter-al2023.mime", {"yaml"}),  # NodeConfig YAML: PyYAML only
     ],
 )
-def test_a_run_imports_only_what_its_input_needs(tmp_path, name, allowed):
-    """Start-up time: a whole run (IMDS, user data, plan, write) loads none of the heavy modules it does not need."""
+def test_a_run_imports_only_what_its_input_needs(tmp_path, name, allowed, image):
+    """Start-up time: a whole run (IMDS, user data, plan, write) loads none of the heavy modules it does not need;
+    on an image root too, whose containerd config.toml the bootstrap_agent role read at bake time."""
     from bootstrap_helpers import INPUTS
 
+    from nodeforge.bootstrap.containerd import cache_base_config
     from nodeforge.vm.imds import FakeImdsServer
+
+    if image:
+        config = tmp_path / "etc/containerd/config.toml"
+        config.parent.mkdir(parents=True)
+        config.write_text('version = 2\n[plugins."io.containerd.grpc.v1.cri"]\nsandbox_image = "pause:3.10"\n')
+        assert cache_base_config(tmp_path) == "created"
 
     code = (
         "import sys; from nodeforge.bootstrap.cli import main; code = main(sys.argv[1:]); "

@@ -1,4 +1,5 @@
-"""record.py, the agent's light stand-in for dataclasses: the same behaviour for the uses the agent has."""
+"""The agent's light stand-ins for standard library modules, for its start-up time: record.py for dataclasses (the
+same behaviour for the uses the agent has), merge.copy_data for copy.deepcopy."""
 
 from __future__ import annotations
 
@@ -43,3 +44,28 @@ def test_behaves_as_dataclasses_does(module):
     assert hash(frozen) == hash(Frozen("a")) and {frozen, Frozen("a")} == {frozen}
     with pytest.raises(AttributeError):
         frozen.name = "b"
+
+
+def test_copy_data_is_a_deep_copy_of_parsed_data():
+    """merge.copy_data stands in for copy.deepcopy on YAML/JSON/TOML data: equal, nothing mutable shared."""
+    import copy
+    import datetime
+
+    from nodeforge.bootstrap.merge import copy_data
+
+    data = {
+        "a": [1, 2.5, {"b": None, "c": [True, "x"]}],
+        "d": {"e": {"f": datetime.date(2024, 1, 2)}, "g": {1, 2}, "h": (1, [2])},
+        "i": b"bytes",
+    }
+    copied = copy_data(data)
+    assert copied == data == copy.deepcopy(data)
+    copied["a"][2]["c"].append("y")
+    copied["d"]["e"]["f"] = "changed"
+    copied["d"]["g"].add(3)
+    copied["d"]["h"][1].append(3)
+    assert data == {
+        "a": [1, 2.5, {"b": None, "c": [True, "x"]}],
+        "d": {"e": {"f": datetime.date(2024, 1, 2)}, "g": {1, 2}, "h": (1, [2])},
+        "i": b"bytes",
+    }

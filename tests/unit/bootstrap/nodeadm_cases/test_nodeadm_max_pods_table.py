@@ -59,3 +59,13 @@ def test_the_table_names_its_sources():
     source = maxpods.table_source()
     assert source["package"] == "moto"
     assert "amazon-eks-ami" in source["supplement"]
+
+
+def test_one_line_lookup_agrees_with_the_whole_table():
+    """lookup() parses the type's own line only: for every type it finds what the whole table holds."""
+    rows = maxpods._table()["types"]
+    assert len(rows) > 500
+    for name, row in rows.items():
+        assert maxpods._row(name) == row, name
+    assert maxpods.lookup("x9.nonexistent") is None
+    assert maxpods.lookup('m5.large"') is None
