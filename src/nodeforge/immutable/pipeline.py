@@ -1,4 +1,4 @@
-"""One call for the bake pipeline: seal a rootfs tar, build the A/B disk, optionally boot it once."""
+"""One call for the bake pipeline: seal a rootfs tar, build the self-booting A/B disk, optionally boot it once."""
 
 from __future__ import annotations
 
