@@ -14,6 +14,7 @@ grubenv's ``nf_cmdline`` for that boot only and are cleared afterwards: the disk
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import time
@@ -31,6 +32,7 @@ from nodeforge.immutable.record import other
 from nodeforge.immutable.update import mark_successful
 from nodeforge.vm import disk as diskimage
 from nodeforge.vm import qemu
+from nodeforge.vm.imds import FakeImdsServer
 
 EXAMPLE_SETTINGS = """\
 [settings.kubernetes]
@@ -52,6 +54,12 @@ BOOT_CHECK_CMDLINE: tuple[str, ...] = (
     LOCAL_SETTINGS_FLAG,
     "systemd.mask=kubelet.service",
 )
+#: Kernel command line for a boot check with the settings from IMDS (a fake IMDSv2 on the host, reached through the
+#: VM's NIC): the EC2 bootstrap unit reads the TOML user data and renders /etc, as on EC2. cloud-init is off (the
+#: sealed node's settings come from the agent; its Ec2 datasource would add minutes under TCG); the fixture kubelet
+#: is masked.
+IMDS_CHECK_CMDLINE: tuple[str, ...] = ("cloud-init=disabled", "systemd.mask=kubelet.service")
+_WAIT_ONLINE_MASK = "systemd.mask=systemd-networkd-wait-online.service"
 
 
 @dataclass
@@ -98,8 +106,14 @@ class ImmutableBootResult:
         }
 
 
-def evaluate(result: diskimage.BootResult, *, expect_dns: str | None, units: Sequence[str]) -> dict[str, bool]:
-    """The sealed-root checks, each True/False, from the probe's report."""
+def evaluate(
+    result: diskimage.BootResult, *, expect_dns: str | None, units: Sequence[str], source: str = "local"
+) -> dict[str, bool]:
+    """The sealed-root checks, each True/False, from the probe's report.
+
+    ``source``: where the settings came from, ``local`` (the state partition's file, local-settings unit) or
+    ``imds`` (the TOML user data over IMDSv2, the EC2 bootstrap unit).
+    """
     facts = result.report.get("extra") if isinstance(result.report.get("extra"), dict) else {}
     get = lambda key: str(facts.get(key, ""))  # noqa: E731
     checks = {
@@ -119,10 +133,13 @@ def evaluate(result: diskimage.BootResult, *, expect_dns: str | None, units: Seq
     for unit in units:
         checks[f"{unit} active"] = result.unit_states.get(unit) == "active"
     if expect_dns:
-        checks["/etc rendered from settings"] = (
-            get("local_settings") == "active"
-            and expect_dns in get("kubelet_config_dns").split(",")
-            and get("kubelet_config_in_upper") == "yes"
+        if source == "imds":
+            agent = result.unit_states.get("nodeforge-bootstrap")
+            name, ran = "/etc rendered from the IMDS user data", agent == "active"
+        else:
+            name, ran = "/etc rendered from settings", get("local_settings") == "active"
+        checks[name] = (
+            ran and expect_dns in get("kubelet_config_dns").split(",") and get("kubelet_config_in_upper") == "yes"
         )
         checks["sealed /etc unchanged"] = expect_dns not in get("sealed_kubelet_config_dns").split(",")
     return checks
@@ -156,11 +173,24 @@ def _set_cmdline(layout: DiskLayout, cmdline: str) -> None:
 
 
 def _run(
-    disk: Path, *, firmware: str, memory_mb: int, timeout: float, console: Path, until: str | None, cmdline: str
+    disk: Path,
+    *,
+    firmware: str,
+    memory_mb: int,
+    timeout: float,
+    console: Path,
+    until: str | None,
+    cmdline: str,
+    imds_port: int | None = None,
 ) -> tuple[qemu.LaunchResult, DiskLayout]:
     layout = read_layout(disk)
     instance = qemu.Instance(
-        image=disk, work_dir=disk.with_name(f"{disk.name}.vm"), firmware=firmware, memory_mb=memory_mb, in_place=True
+        image=disk,
+        work_dir=disk.with_name(f"{disk.name}.vm"),
+        firmware=firmware,
+        memory_mb=memory_mb,
+        in_place=True,
+        imds_port=imds_port,
     )
     qemu.create_overlay(instance)
     _set_cmdline(layout, cmdline)
@@ -255,26 +285,49 @@ def boot_disk(
     timeout: float = 300,
     mark: bool = True,
     expect_dns: str | None = EXAMPLE_DNS,
-    probe_units: Sequence[str] = ("containerd",),
+    probe_units: Sequence[str] | None = None,
     memory_mb: int = 1024,
     console_log: Path | None = None,
-    extra_cmdline: Sequence[str] = BOOT_CHECK_CMDLINE,
+    extra_cmdline: Sequence[str] | None = None,
+    user_data: str | None = None,
 ) -> ImmutableBootResult:
     """Boot ``disk`` once from the disk alone (GRUB picks the slot) and check the sealed-root facts.
 
-    The guest writes the disk (GRUB's try, first-boot seeding of the state partition). With ``mark`` the slot
-    is marked successful when every check passes. Raises :class:`~nodeforge.vm.disk.BootCheckError` if no
-    report arrives.
+    Settings: with ``user_data`` (Bottlerocket TOML) the VM gets a NIC and a fake IMDSv2 serving it, and the EC2
+    bootstrap unit renders /etc from it (:data:`IMDS_CHECK_CMDLINE`); without, the local-settings unit renders it
+    from the state partition's settings file (:data:`BOOT_CHECK_CMDLINE`). The guest writes the disk (GRUB's
+    try, first-boot seeding of the state partition). With ``mark`` the slot is marked successful when every
+    check passes. Raises :class:`~nodeforge.vm.disk.BootCheckError` if no report arrives.
     """
     disk = Path(disk)
     started = time.monotonic()
     before = _before(read_layout(disk))
+    source = "local" if user_data is None else "imds"
+    if extra_cmdline is None:
+        extra_cmdline = BOOT_CHECK_CMDLINE if user_data is None else IMDS_CHECK_CMDLINE
+    if probe_units is None:
+        probe_units = ("containerd",) if user_data is None else ("containerd", "nodeforge-bootstrap")
     probe_wait = max(20, int(timeout * 0.6))
-    cmdline = diskimage.kernel_cmdline(probe_wait=probe_wait, extra=extra_cmdline, root_args=())
+    args = diskimage.kernel_cmdline(probe_wait=probe_wait, extra=extra_cmdline, root_args=()).split()
+    if user_data is not None:  # the agent needs the network up to reach IMDS: wait for it, as on EC2
+        args = [a for a in args if a != _WAIT_ONLINE_MASK]
     console = console_log or disk.with_name(f"{disk.stem}-console.log")
-    launched, layout = _run(
-        disk, firmware=firmware, memory_mb=memory_mb, timeout=timeout, console=console, until=None, cmdline=cmdline
-    )
+    with contextlib.ExitStack() as stack:
+        port = None
+        if user_data is not None:
+            imds = stack.enter_context(FakeImdsServer())
+            imds.user_data = user_data.encode()
+            port = int(imds.endpoint.rsplit(":", 1)[1])
+        launched, layout = _run(
+            disk,
+            firmware=firmware,
+            memory_mb=memory_mb,
+            timeout=timeout,
+            console=console,
+            until=None,
+            cmdline=" ".join(args),
+            imds_port=port,
+        )
     report = launched.report
     result = diskimage.BootResult(
         system_state=report["state"],
@@ -293,7 +346,7 @@ def boot_disk(
         f"GRUB ({firmware}) chose slot {before.slot.upper()}, as the grubenv says": slot == before.slot,
         "the initramfs opened that slot": opened == slot and f"slot={slot} " in str(facts.get("boot_env", "")),
     }
-    checks.update(evaluate(result, expect_dns=expect_dns, units=probe_units))
+    checks.update(evaluate(result, expect_dns=expect_dns, units=probe_units, source=source))
     outcome = ImmutableBootResult(
         disk=disk,
         slot=slot,

@@ -69,6 +69,17 @@ def test_evaluate_all_pass_and_each_failure():
     assert [name for name, passed in no_facts.items() if passed] == ["system running, no failed units"]
 
 
+def test_evaluate_settings_from_imds_needs_the_bootstrap_unit():
+    boot = _result(FACTS)
+    boot.unit_states["nodeforge-bootstrap"] = "active"
+    units = ["containerd", "nodeforge-bootstrap"]
+    checks = evaluate(boot, expect_dns="10.100.0.10", units=units, source="imds")
+    assert all(checks.values()) and "/etc rendered from the IMDS user data" in checks
+    boot.unit_states["nodeforge-bootstrap"] = "failed"
+    checks = evaluate(boot, expect_dns="10.100.0.10", units=units, source="imds")
+    assert not checks["/etc rendered from the IMDS user data"] and not checks["nodeforge-bootstrap active"]
+
+
 def test_boot_result_to_dict():
     boot = _result(FACTS)
     checks = evaluate(boot, expect_dns="10.100.0.10", units=["containerd"])
