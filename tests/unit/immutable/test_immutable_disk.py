@@ -213,3 +213,13 @@ def test_bad_inputs(tmp_path, sealed_pair, disk):
         create_disk(tmp_path / "small.img", sealed_pair[0], slot_mb=1, state_mb=16)
     with pytest.raises(DiskError, match=r"nosettings\.toml"):
         create_disk(tmp_path / "x.img", sealed_pair[0], settings=tmp_path / "nosettings.toml")
+
+
+def test_disk_from_before_the_boot_loader_is_named(tmp_path):
+    old = tmp_path / "old.img"
+    old.write_bytes(b"\0" * 8 * 1024 * 1024)
+    names = ["NF-BOOTCFG", "NF-ROOT-A", "NF-ROOT-B", "NF-STATE"]
+    script = "label: gpt\n" + "".join(f'size=2048, name="{n}"\n' for n in names)
+    subprocess.run(["sfdisk", "--quiet", str(old)], input=script, text=True, check=True, capture_output=True)
+    with pytest.raises(DiskError, match=r"old\.img: an A/B disk without an EFI system partition.*disk create"):
+        update.status(old)
