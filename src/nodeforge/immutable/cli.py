@@ -254,7 +254,14 @@ def boot_cmd(
     ] = False,
     expect_dns: Annotated[
         str | None,
-        typer.Option(help="Cluster DNS the disk's settings file sets: also check /etc was rendered from it"),
+        typer.Option(help="Cluster DNS the settings set: also check /etc was rendered from them"),
+    ] = None,
+    user_data: Annotated[
+        Path | None,
+        typer.Option(
+            help="TOML user data served over a fake IMDSv2 (the node renders /etc from it, as on EC2); "
+            "default: the settings file on the disk's state partition"
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
 ) -> None:
@@ -284,8 +291,19 @@ def boot_cmd(
         if not slot_boot.opened or slot_boot.opened != slot_boot.slot:
             raise typer.Exit(1)
         return
+    text = None
+    if user_data is not None:
+        try:
+            text = user_data.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            console.print(f"[red]error:[/red] --user-data {user_data}: cannot read ({exc})")
+            raise typer.Exit(2) from exc
     with StageReporter(console).stage(f"boot {disk} ({firmware}) under QEMU"):
-        result = _guard(lambda: boot_disk(disk, firmware=firmware, timeout=timeout, mark=mark, expect_dns=expect_dns))
+        result = _guard(
+            lambda: boot_disk(
+                disk, firmware=firmware, timeout=timeout, mark=mark, expect_dns=expect_dns, user_data=text
+            )
+        )
     if as_json:
         _print_json(result.to_dict())
     else:

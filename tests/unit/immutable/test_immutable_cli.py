@@ -180,3 +180,13 @@ def test_keygen_seal_signed_disk_create(tmp_path):
         app, ["seal", str(tar), "--out", str(tmp_path / "x"), "--signing-key", str(tmp_path / "nope.key")]
     )
     assert bad.exit_code == 1 and "nope.key: signing key not found" in "".join(bad.output.split("\n"))
+
+
+def test_boot_refuses_bad_options_before_starting_a_vm(tmp_path):
+    disk = tmp_path / "d.img"
+    res = runner.invoke(app, ["boot", str(disk), "--firmware", "coreboot"])
+    assert res.exit_code == 2 and "--firmware 'coreboot'" in res.output
+    res = runner.invoke(app, ["boot", str(disk), "--user-data", str(tmp_path / "nope.toml")])
+    assert res.exit_code == 2 and "nope.toml" in res.output
+    res = runner.invoke(app, ["boot", str(disk)])
+    assert res.exit_code == 1 and "d.img: disk image not found" in " ".join(res.output.split())
