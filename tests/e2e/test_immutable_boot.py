@@ -1,8 +1,12 @@
 """The immutable variant end to end, on the session's bake (tests/e2e/conftest.py): the image sealed by
 `nodeforge image seal-image` (the step packer/local.pkr.hcl runs for variant = "immutable": export, erofs +
-dm-verity, root hash into the manifest), then the bake's immutable stage: A/B disk, booted under QEMU (TCG) from
-the verity device with /etc rendered from a settings file; then a tampered update refused and a good one made
-pending in the other slot. NODEFORGE_IMMUTABLE_BOOT_B=1 also boots slot B after the update (one more minute).
+dm-verity, root hash into the manifest), then the bake's immutable stage: the A/B disk boots itself under SeaBIOS
+(its GRUB reads the slot state from the grubenv on the ESP and picks slot A), through the verity device, with /etc
+rendered by the EC2 bootstrap unit from Bottlerocket TOML user data served over IMDSv2 (a fake IMDS on the host).
+Then a tampered update is refused and a good one is made pending in slot B with one try: under OVMF the disk's GRUB
+boots B and takes the try, and the node renders /etc from *changed* user data (a settings change takes effect at the
+next boot; the sealed root is untouched). B is not marked successful, so the next power-on (SeaBIOS) falls back to A
+by itself; that boot stops when the initramfs switches to the verity root (~20-40 s).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typer.testing import CliRunner
 from nodeforge.bake.pipeline import BakeOptions, BakeReport, _seal
 from nodeforge.cli import app
 from nodeforge.immutable import UpdateRefusedError, update
-from nodeforge.immutable.boot import boot_disk
+from nodeforge.immutable.boot import EXAMPLE_SETTINGS, boot_disk, boot_slot
 
 # shares the session's bake: same xdist group as tests/e2e/test_bake.py
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("bake")]
@@ -64,7 +68,13 @@ def test_sealed_root_boots_through_verity(sealed):
     report, _ = sealed
     boot = report.immutable["boot"]
     assert boot["ok"], f"failed checks: {[k for k, v in boot['checks'].items() if not v]}"
-    assert boot["slot"] == "a" and boot["marked_successful"]
+    assert boot["slot"] == "a" and boot["marked_successful"] and boot["firmware"] == "bios"
+    assert boot["checks"]["GRUB (bios) chose slot A, as the grubenv says"]
+    assert boot["checks"]["the initramfs opened that slot"] and boot["checks"]["dm-verity status verified (V)"]
+    assert boot["checks"]["/etc rendered from the IMDS user data"] and boot["checks"]["nodeforge-bootstrap active"]
+    status = update.status(Path(report.immutable["disk"]))
+    assert status["last_boot"] == "a" and status["slots"]["a"]["state"] == "good"
+    assert status["cmdline"] == ""  # the boot check's kernel arguments are gone from the disk
     sizes = report.immutable["sizes"]
     assert sizes["sealed_image_bytes"] < sizes["rootfs_tar_bytes"]
 
@@ -94,11 +104,28 @@ def test_tampered_update_refused_good_update_pending(sealed, tmp_path):
         update.update_slot(disk, tampered)
     assert update.status(disk)["selected"] == "a"
 
-    result = update.update_slot(disk, sealed_dir, root_hash=report.immutable["root_hash"])
+    result = update.update_slot(disk, sealed_dir, root_hash=report.immutable["root_hash"], tries=1)
     assert result.slot == "b"
     status = update.status(disk)
     assert status["slots"]["b"]["state"] == "pending" and status["selected"] == "b"
-    if os.environ.get("NODEFORGE_IMMUTABLE_BOOT_B") == "1":
-        second = boot_disk(disk, timeout=300, snapshot=True)
-        assert second.slot == "b" and second.consumed_try and second.ok
-        assert update.status(disk)["slots"]["b"]["state"] == "good"
+
+    # The disk's own GRUB (UEFI this time) boots the pending slot B and takes its only try (save_env); the node
+    # renders /etc from the user data IMDS serves now (another cluster DNS): the change takes effect at this boot.
+    changed = EXAMPLE_SETTINGS.replace('cluster-dns-ip = "10.100.0.10"', 'cluster-dns-ip = "172.20.0.10"')
+    assert changed != EXAMPLE_SETTINGS
+    b_boot = boot_disk(disk, firmware="uefi", timeout=420, mark=False, user_data=changed, expect_dns="172.20.0.10")
+    print(json.dumps(b_boot.to_dict(), default=str))
+    assert b_boot.ok, f"failed checks: {[k for k, v in b_boot.checks.items() if not v]}"
+    assert (b_boot.slot, b_boot.consumed_try, b_boot.marked_successful) == ("b", True, False)
+    assert b_boot.checks["GRUB (uefi) chose slot B, as the grubenv says"]
+    assert b_boot.facts["kubelet_config_dns"] == "172.20.0.10" and b_boot.facts["sealed_kubelet_config_dns"] == "none"
+    assert b_boot.root_hash == report.immutable["root_hash"]
+    status = update.status(disk)
+    assert status["last_boot"] == "b" and status["slots"]["b"]["state"] == "exhausted"
+
+    # Nobody marked B successful: the next power-on falls back to A, with no host action in between.
+    fallback = boot_slot(disk, firmware="bios", timeout=300)
+    print(json.dumps(fallback.to_dict(), default=str))
+    assert (fallback.slot, fallback.opened, fallback.consumed_try) == ("a", "a", False)
+    assert "slot B skipped: exhausted" in fallback.skipped
+    assert update.status(disk)["last_boot"] == "a"

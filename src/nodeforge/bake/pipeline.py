@@ -212,7 +212,10 @@ def _seal(
     image: str,
     stage: Callable[[str, Callable[[], object]], object],
 ) -> None:
-    """The immutable variant after Packer sealed the image: A/B disk with the sealed root in slot A, boot it."""
+    """The immutable variant after Packer sealed the image: A/B disk with the sealed root in slot A, boot it.
+
+    The boot is from the disk alone (its GRUB picks slot A from the grubenv on the ESP), under SeaBIOS.
+    """
     from nodeforge.immutable import bake_immutable
     from nodeforge.immutable.seal import SealedRoot
 

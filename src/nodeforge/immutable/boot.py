@@ -1,16 +1,21 @@
-"""Boot an A/B disk image under QEMU (TCG) the way a boot loader would, and check the sealed-root facts.
+"""Boot an A/B disk image under QEMU (TCG) from the disk alone, as EC2 would, and check the sealed-root facts.
 
-The host plays the boot loader (QEMU boots the kernel directly, there is no firmware boot loader):
-:func:`~nodeforge.immutable.update.begin_boot` picks the slot from the boot record and consumes a
-try if it is pending; its kernel and initramfs are read out of the slot (sha256-checked) and booted
-with ``nodeforge.slot= nodeforge.roothash= nodeforge.hashoffset=`` on the command line -- which is
-how Bottlerocket's GRUB passes the verity root hash. The boot probe of :mod:`nodeforge.vm.disk`
-(installed at seal time, with the sealed-root extras of :mod:`nodeforge.immutable.layout`) reports
-back over the serial console; when every check passes the slot is marked successful.
+The disk's own GRUB (SeaBIOS or OVMF firmware, :mod:`nodeforge.vm.qemu`) reads the slot state from the grubenv on
+the ESP, takes a try if the slot is pending, and boots the slot's kernel and initramfs with
+``nodeforge.slot= nodeforge.roothash= nodeforge.hashoffset=`` on the command line
+(:mod:`nodeforge.immutable.bootloader`). The VM writes the disk image in place, so what GRUB recorded is what the
+host reads afterwards. The boot probe of :mod:`nodeforge.vm.disk` (installed at seal time, with the sealed-root
+extras of :mod:`nodeforge.immutable.layout`) reports back over the serial console; when every check passes the
+slot is marked successful (host side, in the same grubenv).
+
+The boot check's kernel arguments (probe on, IMDS readers off: this VM has no metadata service) go into the
+grubenv's ``nf_cmdline`` for that boot only and are cleared afterwards: the disk as shipped has none.
 """
 
 from __future__ import annotations
 
+import contextlib
+import re
 import shutil
 import time
 from collections.abc import Sequence
@@ -18,12 +23,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nodeforge.immutable.disk import read_layout, read_region
+from nodeforge.immutable import bootloader
+from nodeforge.immutable.disk import DiskLayout, read_layout
 from nodeforge.immutable.errors import DiskError
-from nodeforge.immutable.initramfs import VERITY_NAME
+from nodeforge.immutable.initramfs import SWITCH_MARK, VERITY_NAME
 from nodeforge.immutable.layout import LOCAL_SETTINGS_FLAG
-from nodeforge.immutable.update import begin_boot, mark_successful
+from nodeforge.immutable.record import other
+from nodeforge.immutable.update import mark_successful
 from nodeforge.vm import disk as diskimage
+from nodeforge.vm import qemu
+from nodeforge.vm.imds import FakeImdsServer
 
 EXAMPLE_SETTINGS = """\
 [settings.kubernetes]
@@ -45,6 +54,12 @@ BOOT_CHECK_CMDLINE: tuple[str, ...] = (
     LOCAL_SETTINGS_FLAG,
     "systemd.mask=kubelet.service",
 )
+#: Kernel command line for a boot check with the settings from IMDS (a fake IMDSv2 on the host, reached through the
+#: VM's NIC): the EC2 bootstrap unit reads the TOML user data and renders /etc, as on EC2. cloud-init is off (the
+#: sealed node's settings come from the agent; its Ec2 datasource would add minutes under TCG); the fixture kubelet
+#: is masked.
+IMDS_CHECK_CMDLINE: tuple[str, ...] = ("cloud-init=disabled", "systemd.mask=kubelet.service")
+_WAIT_ONLINE_MASK = "systemd.mask=systemd-networkd-wait-online.service"
 
 
 @dataclass
@@ -60,6 +75,7 @@ class ImmutableBootResult:
     checks: dict[str, bool] = field(default_factory=dict)
     marked_successful: bool = False
     seconds: float = 0.0
+    firmware: str = "bios"
 
     @property
     def ok(self) -> bool:
@@ -76,6 +92,7 @@ class ImmutableBootResult:
         return {
             "disk": str(self.disk),
             "slot": self.slot,
+            "firmware": self.firmware,
             "root_hash": self.root_hash,
             "consumed_try": self.consumed_try,
             "skipped": self.skipped,
@@ -89,8 +106,14 @@ class ImmutableBootResult:
         }
 
 
-def evaluate(result: diskimage.BootResult, *, expect_dns: str | None, units: Sequence[str]) -> dict[str, bool]:
-    """The sealed-root checks, each True/False, from the probe's report."""
+def evaluate(
+    result: diskimage.BootResult, *, expect_dns: str | None, units: Sequence[str], source: str = "local"
+) -> dict[str, bool]:
+    """The sealed-root checks, each True/False, from the probe's report.
+
+    ``source``: where the settings came from, ``local`` (the state partition's file, local-settings unit) or
+    ``imds`` (the TOML user data over IMDSv2, the EC2 bootstrap unit).
+    """
     facts = result.report.get("extra") if isinstance(result.report.get("extra"), dict) else {}
     get = lambda key: str(facts.get(key, ""))  # noqa: E731
     checks = {
@@ -110,76 +133,229 @@ def evaluate(result: diskimage.BootResult, *, expect_dns: str | None, units: Seq
     for unit in units:
         checks[f"{unit} active"] = result.unit_states.get(unit) == "active"
     if expect_dns:
-        checks["/etc rendered from settings"] = (
-            get("local_settings") == "active"
-            and expect_dns in get("kubelet_config_dns").split(",")
-            and get("kubelet_config_in_upper") == "yes"
+        if source == "imds":
+            agent = result.unit_states.get("nodeforge-bootstrap")
+            name, ran = "/etc rendered from the IMDS user data", agent == "active"
+        else:
+            name, ran = "/etc rendered from settings", get("local_settings") == "active"
+        checks[name] = (
+            ran and expect_dns in get("kubelet_config_dns").split(",") and get("kubelet_config_in_upper") == "yes"
         )
         checks["sealed /etc unchanged"] = expect_dns not in get("sealed_kubelet_config_dns").split(",")
     return checks
 
 
+@dataclass
+class _Before:
+    """What the grubenv says before power-on: the slot GRUB should pick, and its state."""
+
+    slot: str
+    tries: int
+    skipped: str
+
+
+def _before(layout: DiskLayout) -> _Before:
+    record = layout.read_record()
+    slot, _changes = bootloader.choose(layout.read_env())
+    if slot is None:
+        raise DiskError(f"{layout.path}: no bootable slot in the boot record ({record.to_dict()['slots']})")
+    skipped = ""
+    alt = record.slots[other(slot)]
+    if alt.filled and alt.priority > record.slots[slot].priority and not alt.bootable:
+        skipped = f"slot {other(slot).upper()} skipped: {alt.describe()} (tries exhausted without mark-successful)"
+    return _Before(slot=slot, tries=record.slots[slot].tries_left, skipped=skipped)
+
+
+def _set_cmdline(layout: DiskLayout, cmdline: str) -> None:
+    env = layout.read_env()
+    env["nf_cmdline"] = cmdline
+    layout.write_env(env)
+
+
+def _run(
+    disk: Path,
+    *,
+    firmware: str,
+    memory_mb: int,
+    timeout: float,
+    console: Path,
+    until: str | None,
+    cmdline: str,
+    imds_port: int | None = None,
+) -> tuple[qemu.LaunchResult, DiskLayout]:
+    layout = read_layout(disk)
+    instance = qemu.Instance(
+        image=disk,
+        work_dir=disk.with_name(f"{disk.name}.vm"),
+        firmware=firmware,
+        memory_mb=memory_mb,
+        in_place=True,
+        imds_port=imds_port,
+    )
+    qemu.create_overlay(instance)
+    _set_cmdline(layout, cmdline)
+    try:
+        result, _ = qemu.run_to_report(
+            qemu.qemu_argv(instance, console),
+            console,
+            timeout=timeout,
+            label=f"{firmware} boot of {disk}",
+            marks={"grub": bootloader.GRUB_MARK, "initramfs": SWITCH_MARK},
+            until=until,
+        )
+    finally:
+        _set_cmdline(layout, "")
+        shutil.rmtree(instance.work_dir, ignore_errors=True)
+    return result, layout
+
+
+def _booted(layout: DiskLayout, console_text: str) -> tuple[str, str, int]:
+    """``(slot GRUB recorded in nf_boot, slot the initramfs opened, tries left)`` after a boot."""
+    env = layout.read_env()
+    slot = env.get("nf_boot", "")
+    found = re.findall(r"nodeforge-initramfs: slot ([ab]): root hash ([0-9a-f]+) open through dm-verity", console_text)
+    opened = found[-1][0] if found else ""
+    tries = int(env.get(bootloader.var(slot, "tries"), "0") or 0) if slot in bootloader.SLOTS else 0
+    return slot, opened, tries
+
+
+@dataclass
+class SlotBoot:
+    """A boot from the disk alone up to the initramfs's switch to the verity root (no systemd, no checks)."""
+
+    disk: Path
+    firmware: str
+    slot: str
+    """The slot GRUB booted (its ``nf_boot`` in the grubenv)."""
+    opened: str
+    """The slot the initramfs opened through dm-verity (console)."""
+    root_hash: str
+    consumed_try: bool
+    tries_left: int
+    skipped: str
+    seconds: float
+    marks: dict[str, float]
+    console_log: Path
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "disk": str(self.disk), "console_log": str(self.console_log)}
+
+
+def boot_slot(
+    disk: Path,
+    *,
+    firmware: str = "bios",
+    timeout: float = 240,
+    memory_mb: int = 1024,
+    console_log: Path | None = None,
+) -> SlotBoot:
+    """Power the disk on with ``firmware`` and stop once the initramfs switches to the slot GRUB chose.
+
+    Shows which slot the disk's boot loader picked, that the try was taken, and that the slot's root opened
+    through dm-verity -- in ~20 s under TCG instead of a full boot. The kernel command line is the shipped one.
+    Raises :class:`~nodeforge.vm.disk.BootCheckError` (console tail) if that point is not reached.
+    """
+    disk = Path(disk)
+    before = _before(read_layout(disk))
+    console = console_log or disk.with_name(f"{disk.stem}-{firmware}-console.log")
+    result, layout = _run(
+        disk, firmware=firmware, memory_mb=memory_mb, timeout=timeout, console=console, until=SWITCH_MARK, cmdline=""
+    )
+    slot, opened, tries = _booted(layout, result.console_text)
+    record = layout.read_record()
+    return SlotBoot(
+        disk=disk,
+        firmware=firmware,
+        slot=slot,
+        opened=opened,
+        root_hash=record.slots[slot].root_hash if slot in bootloader.SLOTS else "",
+        consumed_try=slot == before.slot and tries < before.tries,
+        tries_left=tries,
+        skipped=before.skipped,
+        seconds=result.seconds,
+        marks=result.marks,
+        console_log=console,
+    )
+
+
 def boot_disk(
     disk: Path,
     *,
+    firmware: str = "bios",
     timeout: float = 300,
     mark: bool = True,
-    snapshot: bool = False,
     expect_dns: str | None = EXAMPLE_DNS,
-    probe_units: Sequence[str] = ("containerd",),
+    probe_units: Sequence[str] | None = None,
     memory_mb: int = 1024,
     console_log: Path | None = None,
-    extra_cmdline: Sequence[str] = BOOT_CHECK_CMDLINE,
+    extra_cmdline: Sequence[str] | None = None,
+    user_data: str | None = None,
 ) -> ImmutableBootResult:
-    """Boot ``disk`` once (slot chosen from its boot record) and check the sealed-root facts.
+    """Boot ``disk`` once from the disk alone (GRUB picks the slot) and check the sealed-root facts.
 
-    ``snapshot=False`` (default) lets the guest write the state partition (first-boot seeding persists);
-    the boot record is updated on the host either way. With ``mark`` the slot is marked successful
-    when every check passes. Raises :class:`~nodeforge.vm.disk.BootCheckError` if no report arrives.
+    Settings: with ``user_data`` (Bottlerocket TOML) the VM gets a NIC and a fake IMDSv2 serving it, and the EC2
+    bootstrap unit renders /etc from it (:data:`IMDS_CHECK_CMDLINE`); without, the local-settings unit renders it
+    from the state partition's settings file (:data:`BOOT_CHECK_CMDLINE`). The guest writes the disk (GRUB's
+    try, first-boot seeding of the state partition). With ``mark`` the slot is marked successful when every
+    check passes. Raises :class:`~nodeforge.vm.disk.BootCheckError` if no report arrives.
     """
     disk = Path(disk)
     started = time.monotonic()
-    layout = read_layout(disk)
-    choice = begin_boot(disk)
-    info = choice.info
-    boot_dir = disk.with_name(f"{disk.name}.boot")
-    boot_dir.mkdir(exist_ok=True)
-    kernel, initrd = boot_dir / "vmlinuz", boot_dir / "initrd.img"
-    for offset, size, want, dest in (
-        (info.kernel_offset, info.kernel_size, info.kernel_sha256, kernel),
-        (info.initrd_offset, info.initrd_size, info.initrd_sha256, initrd),
-    ):
-        if read_region(layout, choice.slot, offset, size, dest) != want:
-            raise DiskError(f"{disk}: slot {choice.slot.upper()} {dest.name} does not match its recorded sha256")
-    image = diskimage.DiskImage(disk=disk, kernel=kernel, initrd=initrd, size_bytes=disk.stat().st_size)
-    root_args = [
-        f"root=/dev/mapper/{VERITY_NAME}",
-        "ro",
-        f"nodeforge.slot={choice.slot}",
-        f"nodeforge.roothash={info.root_hash}",
-        f"nodeforge.hashoffset={info.hash_offset}",
-    ]
-    try:
-        result = diskimage.boot_check(
-            image,
-            timeout=timeout,
+    before = _before(read_layout(disk))
+    source = "local" if user_data is None else "imds"
+    if extra_cmdline is None:
+        extra_cmdline = BOOT_CHECK_CMDLINE if user_data is None else IMDS_CHECK_CMDLINE
+    if probe_units is None:
+        probe_units = ("containerd",) if user_data is None else ("containerd", "nodeforge-bootstrap")
+    probe_wait = max(20, int(timeout * 0.6))
+    args = diskimage.kernel_cmdline(probe_wait=probe_wait, extra=extra_cmdline, root_args=()).split()
+    if user_data is not None:  # the agent needs the network up to reach IMDS: wait for it, as on EC2
+        args = [a for a in args if a != _WAIT_ONLINE_MASK]
+    console = console_log or disk.with_name(f"{disk.stem}-console.log")
+    with contextlib.ExitStack() as stack:
+        port = None
+        if user_data is not None:
+            imds = stack.enter_context(FakeImdsServer())
+            imds.user_data = user_data.encode()
+            port = int(imds.endpoint.rsplit(":", 1)[1])
+        launched, layout = _run(
+            disk,
+            firmware=firmware,
             memory_mb=memory_mb,
-            console_log=console_log or disk.with_name(f"{disk.stem}-console.log"),
-            extra_cmdline=extra_cmdline,
-            root_args=root_args,
-            snapshot=snapshot,
+            timeout=timeout,
+            console=console,
+            until=None,
+            cmdline=" ".join(args),
+            imds_port=port,
         )
-    finally:
-        shutil.rmtree(boot_dir, ignore_errors=True)
-    checks = evaluate(result, expect_dns=expect_dns, units=probe_units)
+    report = launched.report
+    result = diskimage.BootResult(
+        system_state=report["state"],
+        failed_units=report["failed"],
+        unit_states=report["units"],
+        root_mount=report["root"],
+        seconds=launched.seconds,
+        console_log=console,
+        powered_off=launched.powered_off,
+        report=report,
+    )
+    slot, opened, tries = _booted(layout, launched.console_text)
+    record = layout.read_record()
+    facts = report.get("extra") if isinstance(report.get("extra"), dict) else {}
+    checks = {
+        f"GRUB ({firmware}) chose slot {before.slot.upper()}, as the grubenv says": slot == before.slot,
+        "the initramfs opened that slot": opened == slot and f"slot={slot} " in str(facts.get("boot_env", "")),
+    }
+    checks.update(evaluate(result, expect_dns=expect_dns, units=probe_units, source=source))
     outcome = ImmutableBootResult(
         disk=disk,
-        slot=choice.slot,
-        root_hash=info.root_hash,
-        consumed_try=choice.consumed_try,
-        skipped=choice.skipped,
+        slot=slot,
+        root_hash=record.slots[slot].root_hash if slot in bootloader.SLOTS else "",
+        consumed_try=slot == before.slot and tries < before.tries,
+        skipped=before.skipped,
         boot=result,
         checks=checks,
+        firmware=firmware,
     )
     if mark and outcome.ok:
         mark_successful(disk)

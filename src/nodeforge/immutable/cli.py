@@ -199,7 +199,7 @@ def status_cmd(
     disk: Annotated[Path, typer.Argument(help="A/B disk image")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
-    """Show the boot record: which slot boots, each slot's priority / tries / successful / root hash."""
+    """Show the boot record (the grubenv on the ESP): which slot GRUB boots, each slot's state and root hash."""
     from nodeforge.immutable.update import status
 
     data = _guard(lambda: status(disk))
@@ -245,20 +245,65 @@ def rollback_cmd(disk: Annotated[Path, typer.Argument(help="A/B disk image")]) -
 @app.command("boot")
 def boot_cmd(
     disk: Annotated[Path, typer.Argument(help="A/B disk image")],
+    firmware: Annotated[str, typer.Option(help="bios (SeaBIOS) or uefi (OVMF)")] = "bios",
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the boot probe")] = 300,
     mark: Annotated[bool, typer.Option(help="Mark the slot successful when every check passes")] = True,
-    snapshot: Annotated[bool, typer.Option(help="Discard the guest's writes to the disk")] = False,
+    to_root: Annotated[
+        bool,
+        typer.Option("--to-root", help="Stop when the initramfs switches to the slot's verity root (~20 s; no checks)"),
+    ] = False,
     expect_dns: Annotated[
         str | None,
-        typer.Option(help="Cluster DNS the disk's settings file sets: also check /etc was rendered from it"),
+        typer.Option(help="Cluster DNS the settings set: also check /etc was rendered from them"),
+    ] = None,
+    user_data: Annotated[
+        Path | None,
+        typer.Option(
+            help="TOML user data served over a fake IMDSv2 (the node renders /etc from it, as on EC2); "
+            "default: the settings file on the disk's state partition"
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
 ) -> None:
-    """Boot the disk under QEMU (TCG) from the slot its boot record selects, and check the sealed-root facts."""
-    from nodeforge.immutable.boot import boot_disk
+    """Boot the disk under QEMU (TCG) from the disk alone: its GRUB picks the slot; check the sealed-root facts.
 
-    with StageReporter(console).stage(f"boot {disk} under QEMU"):
-        result = _guard(lambda: boot_disk(disk, timeout=timeout, mark=mark, snapshot=snapshot, expect_dns=expect_dns))
+    The VM writes the disk image (GRUB takes a try of a pending slot, first boot seeds the state partition).
+    """
+    from nodeforge.immutable.boot import boot_disk, boot_slot
+    from nodeforge.vm.qemu import FIRMWARES
+
+    if firmware not in FIRMWARES:
+        console.print(f"[red]error:[/red] --firmware {firmware!r}: one of {', '.join(FIRMWARES)}")
+        raise typer.Exit(2)
+    if to_root:
+        with StageReporter(console).stage(f"boot {disk} ({firmware}) to its verity root"):
+            slot_boot = _guard(lambda: boot_slot(disk, firmware=firmware, timeout=timeout))
+        if as_json:
+            _print_json(slot_boot.to_dict())
+        else:
+            console.print(
+                f"GRUB booted slot {slot_boot.slot.upper()} (try taken: {'yes' if slot_boot.consumed_try else 'no'}, "
+                f"{slot_boot.tries_left} left); the initramfs opened slot {slot_boot.opened.upper() or '?'} through "
+                f"dm-verity after {slot_boot.seconds} s"
+            )
+            if slot_boot.skipped:
+                console.print(f"[yellow]{slot_boot.skipped}[/yellow]")
+        if not slot_boot.opened or slot_boot.opened != slot_boot.slot:
+            raise typer.Exit(1)
+        return
+    text = None
+    if user_data is not None:
+        try:
+            text = user_data.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            console.print(f"[red]error:[/red] --user-data {user_data}: cannot read ({exc})")
+            raise typer.Exit(2) from exc
+    with StageReporter(console).stage(f"boot {disk} ({firmware}) under QEMU"):
+        result = _guard(
+            lambda: boot_disk(
+                disk, firmware=firmware, timeout=timeout, mark=mark, expect_dns=expect_dns, user_data=text
+            )
+        )
     if as_json:
         _print_json(result.to_dict())
     else:

@@ -4,8 +4,8 @@
 mounts the state partition on ``/var`` (seeding it on first boot), puts a tmpfs overlay on
 ``/etc`` and a state-backed overlay on ``/opt/cni``, then ``switch_root``s to systemd.
 
-Kernel command line it reads (the host-side boot loader, :mod:`nodeforge.immutable.boot`, writes it
-from the boot record):
+Kernel command line it reads (the disk's GRUB, :mod:`nodeforge.immutable.bootloader`, writes it from the
+grubenv's slot state):
 
 * ``nodeforge.slot=a|b`` -> partition ``NF-ROOT-A`` / ``NF-ROOT-B``
 * ``nodeforge.roothash=HEX`` and ``nodeforge.hashoffset=BYTES`` (hash tree after the data)
@@ -39,6 +39,8 @@ from nodeforge.immutable.signing import (
 from nodeforge.immutable.tools import which
 
 VERITY_NAME = "nf-root"
+SWITCH_MARK = "switching root"
+"""The initramfs's last console line before ``switch_root`` names the slot and root hash and ends with this."""
 STATE_PARTNAME = "NF-STATE"
 SLOT_PARTNAMES = {"a": "NF-ROOT-A", "b": "NF-ROOT-B"}
 BOOTCFG_PARTNAME = "NF-BOOTCFG"
@@ -156,6 +158,7 @@ if [ -d /newroot/opt/cni ]; then
 fi
 printf 'slot=%s\nroothash=%s\nhashoffset=%s\nroot_part=%s\nstate_part=%s\n' \
     "$slot" "$roothash" "$hashoffset" "$root_part" "$state_part" >/newroot/run/nodeforge/boot.env
+log "slot $slot: root hash $roothash open through dm-verity on /dev/$root_part; {SWITCH_MARK}"
 
 umount /sys
 umount /proc

@@ -11,6 +11,8 @@ What changes in the extracted copy (never in the tar):
 * /var moved to ``/usr/share/nodeforge/var-skel`` (the initramfs seeds the state partition from it on
   first boot) and left as an empty mount point; /etc stays as the lower layer of a tmpfs overlay;
 * /etc/fstab rewritten (only /tmp as tmpfs; the initramfs mounts /, /var, /etc, /opt/cni);
+* a systemd-networkd file for the instance's interfaces (DHCP): the bootstrap agent reads the TOML user data from
+  IMDS at every boot and renders /etc (a tmpfs overlay) from it;
 * the boot kit: the local-settings unit (settings file on the state partition -> bootstrap agent,
   inert unless ``nodeforge.settings=local``) and the boot probe (inert unless ``nodeforge.bootprobe=1``).
 """
@@ -33,6 +35,22 @@ LOCAL_SETTINGS_FILE = "/var/lib/nodeforge/user-data.toml"
 LOCAL_METADATA_FILE = "/var/lib/nodeforge/instance-metadata.json"
 LOCAL_SETTINGS_REPORT = "/run/nodeforge/local-settings.json"
 LOCAL_SETTINGS_FLAG = "nodeforge.settings=local"
+NETWORK_FILE = "/usr/lib/systemd/network/80-nodeforge-ec2.network"
+# The sealed node configures its own primary interface (Bottlerocket does, without cloud-init): the bootstrap agent
+# reaches IMDS over it at every boot to render /etc from the user data. A vendor default in /usr/lib: a file of the
+# same name in /etc (e.g. cloud-init's rendering) overrides it.
+NETWORK_TEXT = """\
+# Installed by nodeforge.immutable.layout: DHCP on the instance's network interfaces (EC2 and QEMU user networking).
+[Match]
+Name=en* eth*
+Type=ether
+
+[Network]
+DHCP=yes
+
+[DHCPv4]
+UseHostname=no
+"""
 
 #: Removed from the sealed root (globs relative to /), with the reason recorded in seal.json.
 STRIP: tuple[tuple[str, str], ...] = (
@@ -312,7 +330,7 @@ def install_local_settings(root: Path) -> None:
 
 
 def prepare_sealed_root(
-    root: Path, *, probe_units: Sequence[str] = ("containerd",), strip: bool = True
+    root: Path, *, probe_units: Sequence[str] = ("containerd", "nodeforge-bootstrap"), strip: bool = True
 ) -> LayoutReport:
     """Apply the seal-time changes (module docstring) to the extracted root at ``root``."""
     report = LayoutReport()
@@ -322,6 +340,7 @@ def prepare_sealed_root(
     for mount_point in ("opt/cni", "boot"):
         (root / mount_point).mkdir(parents=True, exist_ok=True)
     diskimage.write_root_file(root / "etc/fstab", FSTAB)
+    diskimage.write_root_file(root / NETWORK_FILE.lstrip("/"), NETWORK_TEXT)
     install_local_settings(root)
     diskimage.install_boot_probe(root, probe_units, extra_script=PROBE_EXTRA_TEXT)
     _move_var(root, report)

@@ -1,4 +1,4 @@
-"""One call for the bake pipeline: seal a rootfs tar, build the A/B disk, optionally boot it once."""
+"""One call for the bake pipeline: seal a rootfs tar, build the self-booting A/B disk, optionally boot it once."""
 
 from __future__ import annotations
 
@@ -67,8 +67,9 @@ def bake_immutable(
 ) -> ImmutableReport:
     """Seal ``rootfs_tar`` into ``out_dir/sealed``, build ``out_dir/disk.img`` (slot A), boot it if ``boot``.
 
-    ``settings`` is the TOML settings file put on the state partition; default (and when booting):
-    an example cluster (``out_dir/settings.toml``). ``stage(name, fn)`` wraps each step (progress
+    ``settings`` is the TOML settings file put on the state partition and, for the boot, served as the instance's
+    user data by a fake IMDSv2 (the node renders /etc from it as on EC2); default: an example cluster
+    (``out_dir/settings.toml``). ``stage(name, fn)`` wraps each step (progress
     reporting); by default the steps just run. The boot result is in the report; a failed check
     does not raise (the caller decides), a boot that never reports raises ``BootCheckError``.
     ``sealed``: a root sealed already (``nodeforge image seal-image``, the Packer template's seal step): the
@@ -99,6 +100,9 @@ def bake_immutable(
     report = ImmutableReport(
         sealed=root, disk=disk, disk_bytes=st.st_size, disk_allocated_bytes=st.st_blocks * 512, timings=timings
     )
-    if boot:
-        report.boot = step("boot", lambda: boot_disk(disk, timeout=boot_timeout, expect_dns=expect_dns))
+    if boot:  # the settings as EC2 hands them over: TOML user data over IMDSv2 (a fake one on the host)
+        user_data = settings.read_text()
+        report.boot = step(
+            "boot", lambda: boot_disk(disk, timeout=boot_timeout, expect_dns=expect_dns, user_data=user_data)
+        )
     return report

@@ -187,7 +187,7 @@ def seal_rootfs(
     *,
     fs_type: str = "erofs",
     compression: str | None = None,
-    probe_units: Sequence[str] = ("containerd",),
+    probe_units: Sequence[str] = ("containerd", "nodeforge-bootstrap"),
     strip: bool = True,
     salt: str | None = None,
     source_date_epoch: int | None = None,

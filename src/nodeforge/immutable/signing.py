@@ -8,7 +8,7 @@ Scheme (see docs/immutable.md, "Signed root hash"):
   or RSA (those hash the message with sha256). The private key stays with the user; the seal writes the
   public half next to the sealed root (``root.pub``).
 * **Where the pieces live on the disk**: the public key in the boot partition ``NF-BOOTCFG`` (a key area at
-  ``KEY_OFFSET``, after the boot record's two copies); each slot's signature in the last 4 KiB of its
+  ``KEY_OFFSET``; the boot record lives in the ESP's grubenv now); each slot's signature in the last 4 KiB of its
   partition (a *trailer*, written with the slot's payload, so an update brings its own signature).
 * **Who verifies**: the initramfs, with ``openssl pkeyutl -verify`` (OpenSSL 3.0 from the host, like
   veritysetup, whose libcrypto it already carries), by the script :data:`VERIFY_SCRIPT` -- the same script
@@ -40,7 +40,7 @@ TRAILER_SIZE = 4096
 TRAILER_MAGIC = "nodeforge-rootsig v1"
 KEY_MAGIC = "nodeforge-pubkey v1"
 KEY_OFFSET = 512 * 1024
-"""Byte offset of the public-key area inside NF-BOOTCFG (the boot record uses the first 128 KiB)."""
+"""Byte offset of the public-key area inside NF-BOOTCFG (kept where it was when a boot record shared the partition)."""
 KEY_AREA_SIZE = 64 * 1024
 VERIFY_PATH = "/bin/nodeforge-verify-root"
 REQUIRE_FLAG = "/etc/nodeforge-require-signature"

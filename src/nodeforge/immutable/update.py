@@ -8,8 +8,9 @@ State machine (per slot: priority, tries_left, successful; see :mod:`nodeforge.i
   compared byte for byte); only then does the record make it the pending slot
   (priority above the active one, ``tries_left`` = tries, not successful). Any failure leaves the
   previously active slot active.
-* ``begin_boot`` (what the boot loader does): selects the slot, consumes one try if it is pending,
-  remembers it as ``last_boot``.
+* ``begin_boot`` (what GRUB does at power-on, :mod:`nodeforge.immutable.bootloader`): selects the slot,
+  consumes one try if it is pending, remembers it as ``last_boot`` -- on the disk file, for tools and tests;
+  a booted disk has GRUB do it.
 * ``mark_successful`` (after the boot reached "ready"): marks ``last_boot`` successful.
 * A pending slot whose tries ran out is no longer selected: the previous slot boots (automatic
   rollback). ``rollback`` makes that explicit (disables the current slot) or rolls back a good slot
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nodeforge.immutable import signing, verity
+from nodeforge.immutable import bootloader, signing, verity
 from nodeforge.immutable.disk import DiskLayout, read_layout, region_sha256, write_payload
 from nodeforge.immutable.errors import DiskError, UpdateRefusedError, VerityError
 from nodeforge.immutable.record import MAX_PRIORITY, BootRecord, SlotInfo, other
@@ -174,21 +175,25 @@ def update_slot(
 
 
 def begin_boot(disk: Path) -> BootChoice:
-    """Choose the slot to boot (like a boot loader), consuming a try if it is pending; persists the record."""
+    """What GRUB does at power-on, on the disk file: choose the slot, take a try if it is pending, persist it.
+
+    The same decision as the disk's grub.cfg (:func:`nodeforge.immutable.bootloader.choose` on the same grubenv,
+    the same variables written); for tests and tools that do not boot the disk.
+    """
     layout = read_layout(disk)
     record = layout.read_record()
-    slot = _active(layout, record)
+    env = layout.read_env()
+    slot, changes = bootloader.choose(env)
+    if slot is None:
+        raise DiskError(f"{layout.path}: no bootable slot in the boot record ({record.to_dict()['slots']})")
     skipped = ""
     alt = record.slots[other(slot)]
     if alt.filled and alt.priority > record.slots[slot].priority and not alt.bootable:
         skipped = f"slot {other(slot).upper()} skipped: {alt.describe()} (tries exhausted without mark-successful)"
     info = record.slots[slot]
-    consumed = not info.successful
-    if consumed:
-        info.tries_left -= 1
-    record.last_boot = slot
-    record.note = f"boot attempt slot {slot}" + (f"; {skipped}" if skipped else "")
-    layout.write_record(record)
+    consumed = changes[bootloader.var(slot, "tries")] != str(info.tries_left)
+    layout.write_env({**env, **changes})
+    info.tries_left = int(changes[bootloader.var(slot, "tries")])
     return BootChoice(slot=slot, info=info, consumed_try=consumed, skipped=skipped)
 
 

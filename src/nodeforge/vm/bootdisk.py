@@ -38,7 +38,11 @@ __all__ = [
     "BootDisk",
     "BootDiskError",
     "build_boot_disk",
+    "copy_at",
+    "esp_image",
     "grub_cfg",
+    "grub_image",
+    "install_bios",
     "node_cmdline",
     "read_partitions",
 ]
@@ -157,7 +161,13 @@ def _run(step: str, cmd: list[str], *, disk: Path, stdin: str | None = None) -> 
         raise BootDiskError(f"{disk}: {step} failed ({cmd[0]} exit {proc.returncode}):\n{out}")
 
 
-def _grub_image(platform: str, out: Path, early: Path, *, disk: Path) -> None:
+def grub_image(
+    platform: str, out: Path, early: Path, *, disk: Path, modules: Sequence[str] = (), prefix: str = "/boot/grub"
+) -> None:
+    """GRUB's core image for ``platform`` (``i386-pc`` or ``x86_64-efi``) with ``early`` built in, to ``out``.
+
+    ``modules`` are built in besides the ones this disk needs (nothing is loaded from disk later).
+    """
     if not (GRUB_DIR / platform).is_dir():
         package = "grub-pc-bin" if platform == "i386-pc" else "grub-efi-amd64-bin"
         raise BootDiskError(f"{disk}: GRUB for {platform} not found under {GRUB_DIR} (install {package})")
@@ -165,19 +175,20 @@ def _grub_image(platform: str, out: Path, early: Path, *, disk: Path) -> None:
     _run(
         f"grub-mkimage ({platform})",
         ["grub-mkimage", "-O", fmt, "-d", str(GRUB_DIR / platform), "-o", str(out), "-c", str(early),
-         "-p", "/boot/grub", *_GRUB_MODULES[platform]],
+         "-p", prefix, *dict.fromkeys([*_GRUB_MODULES[platform], *modules])],
         disk=disk,
     )  # fmt: skip
 
 
-def _install_bios(disk_file: Path, core: Path, *, disk: Path) -> None:
-    """GRUB's boot.img in the MBR code area, pointing at core.img in the BIOS boot partition."""
+def install_bios(disk_file: Path, core: Path, *, disk: Path, start: int = _BIOS_START, size: int = _BIOS_SIZE) -> None:
+    """GRUB's boot.img in the MBR code area, pointing at core.img in the BIOS boot partition (bytes START, SIZE)."""
     core_bytes = bytearray(core.read_bytes())
     sectors = -(-len(core_bytes) // _SECTOR)
-    if sectors * _SECTOR > _BIOS_SIZE:
+    if sectors * _SECTOR > size:
         raise BootDiskError(f"{disk}: GRUB core image ({len(core_bytes)} bytes) does not fit the BIOS boot partition")
     core_bytes += b"\0" * (sectors * _SECTOR - len(core_bytes))
-    start = _BIOS_START // _SECTOR
+    bios_start = start
+    start = bios_start // _SECTOR
     # diskboot.img (the core's first sector) loads the rest from the blocklist at its end: start, count, segment.
     struct.pack_into("<QHH", core_bytes, _SECTOR - 12, start + 1, sectors - 1, 0x820)
     boot = bytearray((GRUB_DIR / "i386-pc" / "boot.img").read_bytes())
@@ -190,19 +201,41 @@ def _install_bios(disk_file: Path, core: Path, *, disk: Path) -> None:
         mbr[0:0x1B8] = boot[0:0x1B8]  # code only: the protective MBR's partition table and signature stay
         fh.seek(0)
         fh.write(mbr)
-        fh.seek(_BIOS_START)
+        fh.seek(bios_start)
         fh.write(core_bytes)
 
 
-def _esp_image(esp: Path, efi_binary: Path, *, disk: Path) -> None:
+def esp_image(
+    esp: Path,
+    efi_binary: Path,
+    *,
+    disk: Path,
+    size: int = _ESP_SIZE,
+    volume_id: str | None = None,
+    files: Sequence[tuple[Path, str]] = (),
+) -> None:
+    """A FAT16 ESP image at ``esp`` with ``\\EFI\\BOOT\\BOOTX64.EFI`` and ``files`` (host path, ESP path) on it.
+
+    ``volume_id`` (8 hex digits) is the FAT serial GRUB's ``search --fs-uuid`` finds it by (as ``XXXX-XXXX``).
+    """
     with esp.open("wb") as fh:
-        fh.truncate(_ESP_SIZE)
-    _run("mkfs.vfat (ESP)", ["mkfs.vfat", "-F", "16", "-n", "EFI", str(esp)], disk=disk)
-    _run("mmd (ESP)", ["mmd", "-i", str(esp), "::/EFI", "::/EFI/BOOT"], disk=disk)
+        fh.truncate(size)
+    mkfs = ["mkfs.vfat", "-F", "16", "-n", "EFI", *(["-i", volume_id] if volume_id else []), str(esp)]
+    _run("mkfs.vfat (ESP)", mkfs, disk=disk)
+    dirs = {"/EFI", "/EFI/BOOT"}
+    for _src, dest in files:
+        parent = dest.rsplit("/", 1)[0]
+        while parent:
+            dirs.add(parent)
+            parent = parent.rsplit("/", 1)[0]
+    _run("mmd (ESP)", ["mmd", "-i", str(esp), *(f"::{d}" for d in sorted(dirs))], disk=disk)
     _run("mcopy (ESP)", ["mcopy", "-i", str(esp), str(efi_binary), "::/EFI/BOOT/BOOTX64.EFI"], disk=disk)
+    for src, dest in files:
+        _run(f"mcopy (ESP {dest})", ["mcopy", "-i", str(esp), str(src), f"::{dest}"], disk=disk)
 
 
-def _copy_at(src: Path, dst: Path, offset: int) -> None:
+def copy_at(src: Path, dst: Path, offset: int) -> None:
+    """Copy ``src`` into ``dst`` at byte ``offset``, skipping all-zero chunks (``dst`` is fresh and sparse)."""
     chunk = 4 * _MIB
     with src.open("rb") as fin, dst.open("r+b") as fout:
         fout.seek(offset)
@@ -289,10 +322,10 @@ def build_boot_disk(
         early.write_text(_early_cfg(root_uuid))
         core = scratch / "core.img"
         efi = scratch / "BOOTX64.EFI"
-        _grub_image("i386-pc", core, early, disk=final)
-        _grub_image("x86_64-efi", efi, early, disk=final)
+        grub_image("i386-pc", core, early, disk=final)
+        grub_image("x86_64-efi", efi, early, disk=final)
         esp = scratch / "esp.img"
-        _esp_image(esp, efi, disk=final)
+        esp_image(esp, efi, disk=final)
 
         used, inodes = vmdisk._tree_usage(root)
         root_size = vmdisk._image_size(used, inodes)
@@ -314,8 +347,8 @@ def build_boot_disk(
         )
         _run("sfdisk (GPT)", ["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", str(tmp_disk)],
              disk=final, stdin=layout)  # fmt: skip
-        _install_bios(tmp_disk, core, disk=final)
-        _copy_at(esp, tmp_disk, _ESP_START)
+        install_bios(tmp_disk, core, disk=final)
+        copy_at(esp, tmp_disk, _ESP_START)
         inode_count = max(root_size // 16384, inodes + inodes // 2 + 4096)
         _run(
             "mkfs.ext4 (root)",

@@ -52,6 +52,9 @@ class Instance:
     mac: str = "0e:49:61:0f:c3:11"
     imds_port: int | None = None
     ssh_port: int | None = None
+    in_place: bool = False
+    """Boot the image itself (raw, written in place) instead of an overlay: a disk whose state the host reads
+    between boots (the A/B disk's grubenv, which its boot loader writes)."""
 
     @property
     def overlay(self) -> Path:
@@ -92,6 +95,9 @@ def create_overlay(instance: Instance) -> None:
         raise BootCheckError(f"{instance.image}: disk image not found")
     instance.work_dir.mkdir(parents=True, exist_ok=True)
     instance.overlay.unlink(missing_ok=True)
+    if instance.in_place:
+        _efi_vars(instance)
+        return
     tool = shutil.which("qemu-img")
     if tool is None:
         raise BootCheckError("qemu-img not found (install qemu-utils)")
@@ -103,6 +109,10 @@ def create_overlay(instance: Instance) -> None:
     )
     if proc.returncode != 0:
         raise BootCheckError(f"{instance.overlay}: qemu-img create failed: {proc.stderr.strip()}")
+    _efi_vars(instance)
+
+
+def _efi_vars(instance: Instance) -> None:
     if instance.firmware == "uefi":
         if not OVMF_CODE.is_file():
             raise BootCheckError(f"{OVMF_CODE} not found (install ovmf)")
@@ -121,8 +131,11 @@ def qemu_argv(instance: Instance, console_log: Path) -> list[str]:
         "-smbios", f"type=1,manufacturer=Amazon EC2,product={instance.instance_type},"
         f"serial={instance.system_uuid()},uuid={instance.system_uuid()}",
         "-smbios", f"type=3,manufacturer=Amazon EC2,asset={instance.instance_id}",
-        "-drive", f"file={_opt(instance.overlay)},format=qcow2,if=virtio",
     ]  # fmt: skip
+    if instance.in_place:
+        argv += ["-drive", f"file={_opt(instance.image)},format=raw,if=virtio"]
+    else:
+        argv += ["-drive", f"file={_opt(instance.overlay)},format=qcow2,if=virtio"]
     if instance.firmware == "uefi":
         argv += [
             "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={_opt(OVMF_CODE)}",
@@ -166,6 +179,7 @@ def run_to_report(
     label: str,
     marks: dict[str, str] | None = None,
     keep_running: bool = False,
+    until: str | None = None,
 ) -> tuple[LaunchResult, subprocess.Popen[bytes] | None]:
     """Run CMD (QEMU) until the boot probe's report appears on CONSOLE; return it and how long it took.
 
@@ -173,6 +187,8 @@ def run_to_report(
     TIMEOUT seconds, or the report is malformed. MARKS maps a name to a console substring: the result records
     when each first appeared. With ``keep_running`` the VM is left up and its process returned (the caller
     stops it with :func:`kill_group`); otherwise QEMU is given POWEROFF_GRACE seconds to power off, then killed.
+    With ``until`` the run ends as soon as that console substring appears (report ``{}``, QEMU killed): a boot
+    that only has to show how far it got (e.g. which slot the boot loader chose).
     """
     qemu = shutil.which(cmd[0])
     if qemu is None:
@@ -204,26 +220,30 @@ def run_to_report(
             for name, needle in wanted.items():
                 if name not in seen_at and needle in seen:
                     seen_at[name] = round(now, 1)
-            if PROBE_END in seen and PROBE_BEGIN in seen:
+            if (until is not None and until in seen) or (until is None and PROBE_END in seen and PROBE_BEGIN in seen):
                 seconds = now
                 break
             rc = proc.poll()
             if rc is not None:
                 raise BootCheckError(
-                    f"{label}: QEMU exited (code {rc}) after {now:.0f}s without a boot probe report; "
+                    f"{label}: QEMU exited (code {rc}) after {now:.0f}s without "
+                    f"{repr(until) if until is not None else 'a boot probe report'}; "
                     f"QEMU output: {console_tail(qemu_log, 5)}",
                     console_log=console,
                     console_tail=console_tail(console),
                 )
             if now > timeout:
                 raise BootCheckError(
-                    f"{label}: no boot probe report within {timeout:.0f}s; QEMU killed",
+                    f"{label}: no {repr(until) if until is not None else 'boot probe report'} within {timeout:.0f}s; "
+                    "QEMU killed",
                     console_log=console,
                     console_tail=console_tail(console),
                 )
             time.sleep(0.5)
+        if until is not None:
+            kill_group(proc)
         try:
-            report = parse_probe_report(seen)
+            report = parse_probe_report(seen) if until is None else {}
         except ProbeReportError as exc:
             raise BootCheckError(f"{label}: {exc}", console_log=console, console_tail=console_tail(console)) from exc
         powered_off = False

@@ -69,6 +69,17 @@ def test_evaluate_all_pass_and_each_failure():
     assert [name for name, passed in no_facts.items() if passed] == ["system running, no failed units"]
 
 
+def test_evaluate_settings_from_imds_needs_the_bootstrap_unit():
+    boot = _result(FACTS)
+    boot.unit_states["nodeforge-bootstrap"] = "active"
+    units = ["containerd", "nodeforge-bootstrap"]
+    checks = evaluate(boot, expect_dns="10.100.0.10", units=units, source="imds")
+    assert all(checks.values()) and "/etc rendered from the IMDS user data" in checks
+    boot.unit_states["nodeforge-bootstrap"] = "failed"
+    checks = evaluate(boot, expect_dns="10.100.0.10", units=units, source="imds")
+    assert not checks["/etc rendered from the IMDS user data"] and not checks["nodeforge-bootstrap active"]
+
+
 def test_boot_result_to_dict():
     boot = _result(FACTS)
     checks = evaluate(boot, expect_dns="10.100.0.10", units=["containerd"])
@@ -169,3 +180,13 @@ def test_keygen_seal_signed_disk_create(tmp_path):
         app, ["seal", str(tar), "--out", str(tmp_path / "x"), "--signing-key", str(tmp_path / "nope.key")]
     )
     assert bad.exit_code == 1 and "nope.key: signing key not found" in "".join(bad.output.split("\n"))
+
+
+def test_boot_refuses_bad_options_before_starting_a_vm(tmp_path):
+    disk = tmp_path / "d.img"
+    res = runner.invoke(app, ["boot", str(disk), "--firmware", "coreboot"])
+    assert res.exit_code == 2 and "--firmware 'coreboot'" in res.output
+    res = runner.invoke(app, ["boot", str(disk), "--user-data", str(tmp_path / "nope.toml")])
+    assert res.exit_code == 2 and "nope.toml" in res.output
+    res = runner.invoke(app, ["boot", str(disk)])
+    assert res.exit_code == 1 and "d.img: disk image not found" in " ".join(res.output.split())

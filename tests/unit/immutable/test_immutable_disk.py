@@ -33,13 +33,16 @@ def _status(disk):
 
 def test_create_layout_and_record(disk, sealed_pair):
     layout = read_layout(disk)
-    assert [p.name for p in sorted(layout.partitions.values(), key=lambda p: p.number)] == [
-        "NF-BOOTCFG",
-        "NF-ROOT-A",
-        "NF-ROOT-B",
-        "NF-STATE",
+    assert [(p.number, p.name) for p in sorted(layout.partitions.values(), key=lambda p: p.number)] == [
+        (1, "NF-BOOTCFG"),
+        (2, "NF-ROOT-A"),
+        (3, "NF-ROOT-B"),
+        (4, "NF-STATE"),
+        (127, "BIOS Boot Partition"),
+        (128, "EFI System Partition"),
     ]
     assert all(p.start % (1024 * 1024) == 0 for p in layout.partitions.values())
+    assert layout.partitions["BIOS Boot Partition"].start < layout.esp.start < layout.bootcfg.start
     status = _status(disk)
     assert status["selected"] == "a"
     assert status["slots"]["a"]["state"] == "good" and status["slots"]["a"]["root_hash"] == sealed_pair[0].root_hash
@@ -161,11 +164,40 @@ def test_damaged_slot_detected_in_place(disk, sealed_pair):
 
 def test_corrupt_record_names_disk(disk):
     layout = read_layout(disk)
+    offset = layout.env_offset()
     with disk.open("r+b") as fh:
-        fh.seek(layout.bootcfg.start)
-        fh.write(b"\xff" * (128 * 1024))
-    with pytest.raises(DiskError, match=r"disk\.img.*both copies invalid"):
+        fh.seek(offset)
+        fh.write(b"\xff" * 64)
+    with pytest.raises(DiskError, match=r"disk\.img: ESP /grub/grubenv: not a GRUB environment block"):
         update.status(disk)
+
+
+def test_damaged_descriptor_of_a_named_slot_is_an_error(disk):
+    layout = read_layout(disk)
+    with disk.open("r+b") as fh:
+        fh.seek(layout.slot("a").start + layout.descriptor_offset("a") + 40)
+        fh.write(b"\xff")
+    with pytest.raises(DiskError, match=r"disk\.img: grubenv names root hash \w+ for slot A, its slot descriptor"):
+        update.status(disk)
+
+
+def test_grub_reads_what_the_host_writes(disk, sealed_pair, tmp_path):
+    """The ESP holds GRUB for UEFI, grub.cfg and the grubenv; grub-editenv lists the host's slot state."""
+    layout = read_layout(disk)
+    update.update_slot(disk, sealed_pair[1].directory, tries=3)
+    esp = f"{disk}@@{layout.esp.start}"
+    listing = subprocess.run(["mdir", "-b", "-i", esp, "::/EFI/BOOT", "::/grub"], capture_output=True, text=True)
+    assert "BOOTX64.EFI" in listing.stdout and "grub.cfg" in listing.stdout and "grubenv" in listing.stdout
+    env = tmp_path / "grubenv"
+    subprocess.run(["mcopy", "-i", esp, "::/grub/grubenv", str(env)], check=True)
+    out = subprocess.run(["grub-editenv", str(env), "list"], capture_output=True, text=True, check=True).stdout
+    listed = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    assert listed["nf_b_roothash"] == sealed_pair[1].root_hash and listed["nf_b_tries"] == "3"
+    assert listed["nf_b_priority"] == "2" and listed["nf_b_ok"] == "0" and listed["nf_a_ok"] == "1"
+    with disk.open("rb") as fh:  # GRUB's boot.img in the MBR, its core image in the BIOS boot partition
+        assert fh.read(512)[510:] == b"\x55\xaa"
+        fh.seek(layout.partitions["BIOS Boot Partition"].start)
+        assert fh.read(512) != bytes(512)
 
 
 def test_bad_inputs(tmp_path, sealed_pair, disk):
@@ -181,3 +213,13 @@ def test_bad_inputs(tmp_path, sealed_pair, disk):
         create_disk(tmp_path / "small.img", sealed_pair[0], slot_mb=1, state_mb=16)
     with pytest.raises(DiskError, match=r"nosettings\.toml"):
         create_disk(tmp_path / "x.img", sealed_pair[0], settings=tmp_path / "nosettings.toml")
+
+
+def test_disk_from_before_the_boot_loader_is_named(tmp_path):
+    old = tmp_path / "old.img"
+    old.write_bytes(b"\0" * 8 * 1024 * 1024)
+    names = ["NF-BOOTCFG", "NF-ROOT-A", "NF-ROOT-B", "NF-STATE"]
+    script = "label: gpt\n" + "".join(f'size=2048, name="{n}"\n' for n in names)
+    subprocess.run(["sfdisk", "--quiet", str(old)], input=script, text=True, check=True, capture_output=True)
+    with pytest.raises(DiskError, match=r"old\.img: an A/B disk without an EFI system partition.*disk create"):
+        update.status(old)

@@ -167,3 +167,23 @@ def test_dynamic_folder_lists_the_identity_document(imds):
     _, token = _token(imds.endpoint)
     assert _get(f"{imds.endpoint}/2021-03-23/dynamic/", token) == (200, "instance-identity/")
     assert _get(f"{imds.endpoint}/2021-03-23/dynamic/instance-identity/", token) == (200, "document")
+
+
+def test_in_place_instance_boots_the_image_itself(tmp_path):
+    instance = _instance(tmp_path, in_place=True)
+    instance.image.parent.mkdir(parents=True, exist_ok=True)
+    instance.image.write_bytes(b"\0" * 4096)
+    qemu.create_overlay(instance)
+    assert not instance.overlay.exists()  # no qcow2: the guest writes the image
+    joined = " ".join(qemu.qemu_argv(instance, tmp_path / "c.log"))
+    assert f"file={instance.image},format=raw,if=virtio" in joined and "qcow2" not in joined
+
+
+def test_run_to_report_until_a_console_line(tmp_path):
+    console = tmp_path / "console.log"
+    script = f"echo 'nodeforge-grub: booting slot b' >> {console}; sleep 30"
+    result, proc = qemu.run_to_report(["sh", "-c", script], console, timeout=20, label="t", until="booting slot b")
+    assert proc is None and result.report == {} and "booting slot b" in result.console_text
+    assert result.seconds < 20
+    with pytest.raises(qemu.BootCheckError, match="'never printed'"):
+        qemu.run_to_report(["sh", "-c", "exit 0"], console, timeout=20, label="t", until="never printed")
