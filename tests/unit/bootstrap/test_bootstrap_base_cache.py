@@ -74,8 +74,7 @@ def test_cache_used_only_for_the_text_it_was_made_from(tmp_path, monkeypatch):
 
 def test_same_files_with_and_without_the_cache(agent, tmp_path):
     """Every dialect writes the same files whether config.toml is read from the cache or parsed."""
-    from conftest import Agent
-
+    agent_type = type(agent)  # tests/unit/bootstrap/conftest.py's Agent ("conftest" is not one module here)
     for name in ("eksctl-al2.sh", "karpenter-al2023.mime", "mng-al2.mime", "karpenter-bottlerocket.toml"):
         outputs = []
         for cached in (False, True):
@@ -83,7 +82,7 @@ def test_same_files_with_and_without_the_cache(agent, tmp_path):
             write(root)
             if cached:
                 containerd.cache_base_config(root)
-            result = Agent(agent.imds, root).run("--kubelet-version", "1.31", user_data=(INPUTS / name).read_bytes())
+            result = agent_type(agent.imds, root).run("--kubelet-version", "1.31", user_data=(INPUTS / name).read_bytes())
             assert result.code == EXIT_OK, result.err
             if cached:
                 cache(root).unlink()
