@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from nodeforge.bake.pipeline import BakeOptions, BakeReport, _seal
 from nodeforge.cli import app
 from nodeforge.immutable import UpdateRefusedError, update
-from nodeforge.immutable.boot import EXAMPLE_SETTINGS, boot_disk, boot_slot
+from nodeforge.vm.ab_boot import EXAMPLE_SETTINGS, boot_disk, boot_slot
 
 # shares the session's bake: same xdist group as tests/e2e/test_bake.py
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("bake")]

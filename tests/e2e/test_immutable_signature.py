@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 
 from nodeforge.immutable import signing
-from nodeforge.immutable.disk import create_disk, read_layout, write_public_key
 from nodeforge.immutable.initramfs import BASE_MODULES, VERITY_NAME
 from nodeforge.immutable.seal import SealedRoot, seal_rootfs
 from nodeforge.vm import disk as diskimage
+from nodeforge.vm.ab_disk import create_disk, read_layout, write_public_key
 
 pytestmark = [pytest.mark.e2e]
 

@@ -160,8 +160,8 @@ def disk_create_cmd(
     ] = None,
 ) -> None:
     """Create an A/B disk image: slot A = the sealed root (active), slot B empty, fresh state."""
-    from nodeforge.immutable.disk import create_disk
     from nodeforge.immutable.seal import SealedRoot
+    from nodeforge.vm.ab_disk import create_disk
 
     sealed = _guard(lambda: SealedRoot.load(sealed_dir))
     with StageReporter(console).stage(f"create {out}"):
@@ -269,7 +269,7 @@ def boot_cmd(
 
     The VM writes the disk image (GRUB takes a try of a pending slot, first boot seeds the state partition).
     """
-    from nodeforge.immutable.boot import boot_disk, boot_slot
+    from nodeforge.vm.ab_boot import boot_disk, boot_slot
     from nodeforge.vm.qemu import FIRMWARES
 
     if firmware not in FIRMWARES:

@@ -4,7 +4,7 @@
 mounts the state partition on ``/var`` (seeding it on first boot), puts a tmpfs overlay on
 ``/etc`` and a state-backed overlay on ``/opt/cni``, then ``switch_root``s to systemd.
 
-Kernel command line it reads (the disk's GRUB, :mod:`nodeforge.immutable.bootloader`, writes it from the
+Kernel command line it reads (the disk's GRUB, :mod:`nodeforge.vm.ab_grub`, writes it from the
 grubenv's slot state):
 
 * ``nodeforge.slot=a|b`` -> partition ``NF-ROOT-A`` / ``NF-ROOT-B``

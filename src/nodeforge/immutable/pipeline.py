@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from nodeforge.immutable.boot import EXAMPLE_DNS, EXAMPLE_SETTINGS, ImmutableBootResult, boot_disk
-from nodeforge.immutable.disk import create_disk
 from nodeforge.immutable.seal import SealedRoot, seal_rootfs
+from nodeforge.vm.ab_boot import EXAMPLE_DNS, EXAMPLE_SETTINGS, ImmutableBootResult, boot_disk
+from nodeforge.vm.ab_disk import create_disk
 
 DISK_NAME = "disk.img"
 SEALED_DIR = "sealed"

@@ -4,14 +4,14 @@ Two parts, each with one owner:
 
 * **Slot state** (priority, tries left, successful, the last boot) and what GRUB needs to boot a slot (root hash,
   hash offset, kernel and initramfs blocklists) live in the GRUB environment block on the ESP
-  (:mod:`nodeforge.immutable.bootloader` names the variables): the boot loader and the host tools read and write
+  (:mod:`nodeforge.vm.ab_grub` names the variables): the boot loader and the host tools read and write
   the same block. :func:`to_env` / :func:`from_env` map a :class:`BootRecord` to and from its variables.
 * **The payload description** of a slot (salt, data blocks, sizes and sha256 of the kernel and initramfs,
   version) is written with the payload into the slot itself: a *slot descriptor* (4 KiB before the signature
   trailer), plain ``key=value`` text readable with ``dd | head``, ending in ``checksum=<sha256>`` and NUL-padded
   (:func:`encode` / :func:`decode`). It changes only when the slot is rewritten.
 
-Selection (what the boot loader does, :meth:`BootRecord.select`, :func:`nodeforge.immutable.bootloader.choose`):
+Selection (what the boot loader does, :meth:`BootRecord.select`, :func:`nodeforge.vm.ab_grub.choose`):
 among slots with a root hash, ``priority > 0`` and (``successful`` or ``tries_left > 0``), the highest priority
 wins (ties: A). Booting a slot that is not yet successful consumes one try; once tries run out without
 ``mark-successful``, the slot is skipped, which is the automatic rollback.
@@ -23,8 +23,8 @@ import hashlib
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from nodeforge.immutable.bootloader import MAX_TRIES, SLOTS, blocklist, var
 from nodeforge.immutable.errors import RecordError
+from nodeforge.vm.ab_grub import MAX_TRIES, SLOTS, blocklist, var
 
 MAGIC = "nodeforge-slot v1"
 COPY_SIZE = 4096

@@ -8,7 +8,7 @@ State machine (per slot: priority, tries_left, successful; see :mod:`nodeforge.i
   compared byte for byte); only then does the record make it the pending slot
   (priority above the active one, ``tries_left`` = tries, not successful). Any failure leaves the
   previously active slot active.
-* ``begin_boot`` (what GRUB does at power-on, :mod:`nodeforge.immutable.bootloader`): selects the slot,
+* ``begin_boot`` (what GRUB does at power-on, :mod:`nodeforge.vm.ab_grub`): selects the slot,
   consumes one try if it is pending, remembers it as ``last_boot`` -- on the disk file, for tools and tests;
   a booted disk has GRUB do it.
 * ``mark_successful`` (after the boot reached "ready"): marks ``last_boot`` successful.
@@ -25,11 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nodeforge.immutable import bootloader, signing, verity
-from nodeforge.immutable.disk import DiskLayout, read_layout, region_sha256, write_payload
+from nodeforge.immutable import signing, verity
 from nodeforge.immutable.errors import DiskError, UpdateRefusedError, VerityError
 from nodeforge.immutable.record import MAX_PRIORITY, BootRecord, SlotInfo, other
 from nodeforge.immutable.seal import SealedRoot
+from nodeforge.vm import ab_grub
+from nodeforge.vm.ab_disk import DiskLayout, read_layout, region_sha256, write_payload
 
 DEFAULT_TRIES = 1
 
@@ -177,13 +178,13 @@ def update_slot(
 def begin_boot(disk: Path) -> BootChoice:
     """What GRUB does at power-on, on the disk file: choose the slot, take a try if it is pending, persist it.
 
-    The same decision as the disk's grub.cfg (:func:`nodeforge.immutable.bootloader.choose` on the same grubenv,
+    The same decision as the disk's grub.cfg (:func:`nodeforge.vm.ab_grub.choose` on the same grubenv,
     the same variables written); for tests and tools that do not boot the disk.
     """
     layout = read_layout(disk)
     record = layout.read_record()
     env = layout.read_env()
-    slot, changes = bootloader.choose(env)
+    slot, changes = ab_grub.choose(env)
     if slot is None:
         raise DiskError(f"{layout.path}: no bootable slot in the boot record ({record.to_dict()['slots']})")
     skipped = ""
@@ -191,9 +192,9 @@ def begin_boot(disk: Path) -> BootChoice:
     if alt.filled and alt.priority > record.slots[slot].priority and not alt.bootable:
         skipped = f"slot {other(slot).upper()} skipped: {alt.describe()} (tries exhausted without mark-successful)"
     info = record.slots[slot]
-    consumed = changes[bootloader.var(slot, "tries")] != str(info.tries_left)
+    consumed = changes[ab_grub.var(slot, "tries")] != str(info.tries_left)
     layout.write_env({**env, **changes})
-    info.tries_left = int(changes[bootloader.var(slot, "tries")])
+    info.tries_left = int(changes[ab_grub.var(slot, "tries")])
     return BootChoice(slot=slot, info=info, consumed_try=consumed, skipped=skipped)
 
 

@@ -82,7 +82,9 @@ def test_same_files_with_and_without_the_cache(agent, tmp_path):
             write(root)
             if cached:
                 containerd.cache_base_config(root)
-            result = agent_type(agent.imds, root).run("--kubelet-version", "1.31", user_data=(INPUTS / name).read_bytes())
+            result = agent_type(agent.imds, root).run(
+                "--kubelet-version", "1.31", user_data=(INPUTS / name).read_bytes()
+            )
             assert result.code == EXIT_OK, result.err
             if cached:
                 cache(root).unlink()

@@ -9,10 +9,10 @@ import pytest
 from immutable_helpers import flip_byte, needs_tools, tiny_rootfs
 from typer.testing import CliRunner
 
-from nodeforge.immutable.boot import ImmutableBootResult, evaluate
 from nodeforge.immutable.cli import app
-from nodeforge.immutable.disk import read_layout
 from nodeforge.vm import disk as diskimage
+from nodeforge.vm.ab_boot import ImmutableBootResult, evaluate
+from nodeforge.vm.ab_disk import read_layout
 
 runner = CliRunner()
 

@@ -9,9 +9,9 @@ import pytest
 from immutable_helpers import flip_byte, needs_tools
 
 from nodeforge.immutable import update
-from nodeforge.immutable.disk import STATE, create_disk, read_layout
 from nodeforge.immutable.errors import DiskError, SealedDirError, UpdateRefusedError, VerityError
 from nodeforge.immutable.seal import SealedRoot
+from nodeforge.vm.ab_disk import STATE, create_disk, read_layout
 
 pytestmark = needs_tools
 

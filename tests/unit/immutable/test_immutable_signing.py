@@ -13,11 +13,11 @@ import pytest
 from immutable_helpers import needs_tools, tiny_rootfs
 
 from nodeforge.immutable import signing
-from nodeforge.immutable.disk import create_disk, read_layout, write_public_key
 from nodeforge.immutable.errors import UpdateRefusedError, VerityError
 from nodeforge.immutable.manifest import record_seal
 from nodeforge.immutable.seal import SEAL_JSON, SealedRoot, seal_rootfs
 from nodeforge.immutable.update import update_slot, verify_slot
+from nodeforge.vm.ab_disk import create_disk, read_layout, write_public_key
 
 pytestmark = needs_tools
 

@@ -3,7 +3,7 @@
 The disk's own GRUB (SeaBIOS or OVMF firmware, :mod:`nodeforge.vm.qemu`) reads the slot state from the grubenv on
 the ESP, takes a try if the slot is pending, and boots the slot's kernel and initramfs with
 ``nodeforge.slot= nodeforge.roothash= nodeforge.hashoffset=`` on the command line
-(:mod:`nodeforge.immutable.bootloader`). The VM writes the disk image in place, so what GRUB recorded is what the
+(:mod:`nodeforge.vm.ab_grub`). The VM writes the disk image in place, so what GRUB recorded is what the
 host reads afterwards. The boot probe of :mod:`nodeforge.vm.disk` (installed at seal time, with the sealed-root
 extras of :mod:`nodeforge.immutable.layout`) reports back over the serial console; when every check passes the
 slot is marked successful (host side, in the same grubenv).
@@ -23,15 +23,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nodeforge.immutable import bootloader
-from nodeforge.immutable.disk import DiskLayout, read_layout
 from nodeforge.immutable.errors import DiskError
 from nodeforge.immutable.initramfs import SWITCH_MARK, VERITY_NAME
 from nodeforge.immutable.layout import LOCAL_SETTINGS_FLAG
 from nodeforge.immutable.record import other
 from nodeforge.immutable.update import mark_successful
+from nodeforge.vm import ab_grub, qemu
 from nodeforge.vm import disk as diskimage
-from nodeforge.vm import qemu
+from nodeforge.vm.ab_disk import DiskLayout, read_layout
 from nodeforge.vm.imds import FakeImdsServer
 
 EXAMPLE_SETTINGS = """\
@@ -156,7 +155,7 @@ class _Before:
 
 def _before(layout: DiskLayout) -> _Before:
     record = layout.read_record()
-    slot, _changes = bootloader.choose(layout.read_env())
+    slot, _changes = ab_grub.choose(layout.read_env())
     if slot is None:
         raise DiskError(f"{layout.path}: no bootable slot in the boot record ({record.to_dict()['slots']})")
     skipped = ""
@@ -200,7 +199,7 @@ def _run(
             console,
             timeout=timeout,
             label=f"{firmware} boot of {disk}",
-            marks={"grub": bootloader.GRUB_MARK, "initramfs": SWITCH_MARK},
+            marks={"grub": ab_grub.GRUB_MARK, "initramfs": SWITCH_MARK},
             until=until,
         )
     finally:
@@ -215,7 +214,7 @@ def _booted(layout: DiskLayout, console_text: str) -> tuple[str, str, int]:
     slot = env.get("nf_boot", "")
     found = re.findall(r"nodeforge-initramfs: slot ([ab]): root hash ([0-9a-f]+) open through dm-verity", console_text)
     opened = found[-1][0] if found else ""
-    tries = int(env.get(bootloader.var(slot, "tries"), "0") or 0) if slot in bootloader.SLOTS else 0
+    tries = int(env.get(ab_grub.var(slot, "tries"), "0") or 0) if slot in ab_grub.SLOTS else 0
     return slot, opened, tries
 
 
@@ -268,7 +267,7 @@ def boot_slot(
         firmware=firmware,
         slot=slot,
         opened=opened,
-        root_hash=record.slots[slot].root_hash if slot in bootloader.SLOTS else "",
+        root_hash=record.slots[slot].root_hash if slot in ab_grub.SLOTS else "",
         consumed_try=slot == before.slot and tries < before.tries,
         tries_left=tries,
         skipped=before.skipped,
@@ -350,7 +349,7 @@ def boot_disk(
     outcome = ImmutableBootResult(
         disk=disk,
         slot=slot,
-        root_hash=record.slots[slot].root_hash if slot in bootloader.SLOTS else "",
+        root_hash=record.slots[slot].root_hash if slot in ab_grub.SLOTS else "",
         consumed_try=slot == before.slot and tries < before.tries,
         skipped=before.skipped,
         boot=result,

@@ -7,9 +7,9 @@ import subprocess
 
 import pytest
 
-from nodeforge.immutable import bootloader, grubenv
 from nodeforge.immutable.errors import RecordError
 from nodeforge.immutable.record import BootRecord, SlotInfo, from_env, to_env
+from nodeforge.vm import ab_grub, grubenv
 
 HASH = "ab" * 32
 _GRUB = pytest.mark.skipif(not shutil.which("grub-editenv"), reason="grub-editenv (grub-common) not installed")
@@ -109,7 +109,7 @@ def _env(**slots: tuple[int, int, int]) -> dict[str, str]:
 )
 def test_choose(slots, chosen, tries_after):
     env = _env(**slots)
-    slot, changes = bootloader.choose(env)
+    slot, changes = ab_grub.choose(env)
     assert slot == chosen
     if chosen is None:
         assert changes == {}
@@ -143,7 +143,7 @@ def test_record_env_roundtrip_and_budget():
 @pytest.mark.skipif(not shutil.which("grub-script-check"), reason="grub-script-check (grub-common) not installed")
 def test_grub_cfg_is_valid_grub_script(tmp_path):
     cfg = tmp_path / "grub.cfg"
-    cfg.write_text(bootloader.grub_cfg({"a": 2, "b": 3}))
+    cfg.write_text(ab_grub.grub_cfg({"a": 2, "b": 3}))
     subprocess.run(["grub-script-check", str(cfg)], check=True)
     text = cfg.read_text()
     assert 'save_env --file "$nf_env" nf_b_tries nf_boot' in text and "(hd0" not in text

@@ -1,7 +1,7 @@
 """The A/B disk's own boot loader: GRUB reads the slot state from a grubenv on the ESP, picks a slot, counts the try.
 
 Slot state lives in one place, the GRUB environment block ``/grub/grubenv`` on the EFI system partition
-(:mod:`nodeforge.immutable.grubenv`); the host tools (``nodeforge image status / update / mark-successful /
+(:mod:`nodeforge.vm.grubenv`); the host tools (``nodeforge image status / update / mark-successful /
 rollback``) and GRUB itself read and write the same 1024 bytes. Variables, per slot ``S`` in ``a``, ``b``:
 
 =====================  ==============================================================================
@@ -78,7 +78,7 @@ def grub_cfg(partitions: Mapping[str, int]) -> str:
     ``partitions`` maps each slot to its GPT partition number.
     """
     lines = [
-        "# nodeforge A/B boot loader configuration (nodeforge.immutable.bootloader); slot state: $prefix/grubenv.",
+        "# nodeforge A/B boot loader configuration (nodeforge.vm.ab_grub); slot state: $prefix/grubenv.",
         "serial --unit=0 --speed=115200",
         "terminal_input serial console",
         "terminal_output serial console",

@@ -11,7 +11,7 @@ Layout (1 MiB aligned; partition numbers as the GPT names them)::
 
 GRUB (both firmwares) reads the slot state from the grubenv, takes a try with ``save_env`` and boots the chosen
 slot's kernel and initramfs straight out of the slot partition (GRUB blocklists), with the root hash on the
-kernel command line (:mod:`nodeforge.immutable.bootloader`). Each slot carries its own kernel and initramfs
+kernel command line (:mod:`nodeforge.vm.ab_grub`). Each slot carries its own kernel and initramfs
 (Bottlerocket keeps them in BOOT-A/BOOT-B), so an update never mixes a new root with an old kernel, and a
 descriptor of its payload (:mod:`nodeforge.immutable.record`). Everything works on the image *file* with byte
 offsets: no loop devices, no mounts, no root-only device mapper on the host.
@@ -28,13 +28,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from nodeforge.immutable import bootloader, grubenv, signing
+from nodeforge.immutable import signing
 from nodeforge.immutable.errors import DiskError, RecordError, ToolError
 from nodeforge.immutable.initramfs import SLOT_PARTNAMES, STATE_PARTNAME
 from nodeforge.immutable.record import COPY_SIZE, SLOTS, BootRecord, SlotInfo, decode, encode, from_env, to_env
 from nodeforge.immutable.seal import SealedRoot
 from nodeforge.immutable.tools import run
-from nodeforge.vm import bootdisk
+from nodeforge.vm import ab_grub, bootdisk, grubenv
 
 MIB = 1024 * 1024
 SECTOR = 512
@@ -87,20 +87,20 @@ class DiskLayout:
 
     def env_offset(self) -> int:
         """Byte offset in the disk of the grubenv's 1024 bytes (found through the ESP's FAT)."""
-        offset, size = grubenv.locate_fat_file(self.path, self.esp.start, bootloader.ENV_PATH)
+        offset, size = grubenv.locate_fat_file(self.path, self.esp.start, ab_grub.ENV_PATH)
         if size != grubenv.ENV_SIZE:
-            raise RecordError(f"{self.path}: ESP {bootloader.ENV_PATH} is {size} bytes, not {grubenv.ENV_SIZE}")
+            raise RecordError(f"{self.path}: ESP {ab_grub.ENV_PATH} is {size} bytes, not {grubenv.ENV_SIZE}")
         return offset
 
     def read_env(self) -> dict[str, str]:
         """The GRUB environment block's variables."""
         with self.path.open("rb") as fh:
             fh.seek(self.env_offset())
-            return grubenv.parse(fh.read(grubenv.ENV_SIZE), subject=f"{self.path}: ESP {bootloader.ENV_PATH}")
+            return grubenv.parse(fh.read(grubenv.ENV_SIZE), subject=f"{self.path}: ESP {ab_grub.ENV_PATH}")
 
     def write_env(self, values: dict[str, str]) -> None:
         """Rewrite the grubenv in place (its sectors, as GRUB's save_env does) with ``values``; fsync'd."""
-        block = grubenv.render(values, subject=f"{self.path}: ESP {bootloader.ENV_PATH}")
+        block = grubenv.render(values, subject=f"{self.path}: ESP {ab_grub.ENV_PATH}")
         fd = os.open(self.path, os.O_WRONLY)
         try:
             os.pwrite(fd, block, self.env_offset())
@@ -323,14 +323,14 @@ def _boot_loader(tmp: Path, layout: DiskLayout, scratch: Path, *, disk: Path) ->
     """GRUB for BIOS (MBR + BIOS boot partition) and UEFI (ESP), grub.cfg and an empty grubenv on the ESP."""
     volume_id = secrets.token_hex(4).upper()
     early = scratch / "early.cfg"
-    early.write_text(bootloader.early_cfg(f"{volume_id[:4]}-{volume_id[4:]}"))
+    early.write_text(ab_grub.early_cfg(f"{volume_id[:4]}-{volume_id[4:]}"))
     core, efi, esp = scratch / "core.img", scratch / "BOOTX64.EFI", scratch / "esp.img"
     for platform, out in (("i386-pc", core), ("x86_64-efi", efi)):
-        bootdisk.grub_image(platform, out, early, disk=disk, modules=bootloader.GRUB_MODULES, prefix="/grub")
+        bootdisk.grub_image(platform, out, early, disk=disk, modules=ab_grub.GRUB_MODULES, prefix="/grub")
     cfg, env = scratch / "grub.cfg", scratch / "grubenv"
-    cfg.write_text(bootloader.grub_cfg({s: layout.slot(s).number for s in SLOTS}))
+    cfg.write_text(ab_grub.grub_cfg({s: layout.slot(s).number for s in SLOTS}))
     env.write_bytes(grubenv.empty())
-    files = [(cfg, bootloader.CFG_PATH), (env, bootloader.ENV_PATH)]
+    files = [(cfg, ab_grub.CFG_PATH), (env, ab_grub.ENV_PATH)]
     bootdisk.esp_image(esp, efi, disk=disk, size=layout.esp.size, volume_id=volume_id, files=files)
     bootdisk.copy_at(esp, tmp, layout.esp.start)
     bootdisk.install_bios(tmp, core, disk=disk, start=BIOS_START, size=BIOS_SIZE)
