@@ -34,6 +34,13 @@ def test_launch_refuses_unknown_firmware_and_imds_mode(tmp_path):
     assert result.exit_code == 2 and "--imds" in result.output
 
 
+def test_launch_refuses_a_bad_instance_store(tmp_path):
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(b"\0" * 510 + b"\x55\xaa")
+    result = runner.invoke(app, ["launch", str(disk), "--instance-store", "2x4Q"])
+    assert result.exit_code == 2 and "--instance-store '2x4Q': SIZE must be" in result.output
+
+
 def test_launch_refuses_unreadable_user_data(tmp_path):
     disk = tmp_path / "disk.img"
     disk.write_bytes(b"\0" * 510 + b"\x55\xaa")
