@@ -17,6 +17,7 @@ sequence is tested without touching disks; tests/e2e/test_bake.py proves it on a
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from nodeforge.bootstrap.errors import EXIT_SERVICES, BootstrapError
@@ -99,8 +100,10 @@ class LocalDisks:
         return self.root / path.lstrip("/")
 
     def _run(self, *argv: str, check: bool = True) -> Result:
+        started = time.monotonic()
         result = self.runner(argv)
-        self.log.append(" ".join(argv))
+        # each command with its duration: at boot these are the seconds before containerd and the kubelet start
+        self.log.append(f"{' '.join(argv)} ({time.monotonic() - started:.1f}s)")
         if check and result.code != 0:
             raise CommandError(f"local disks ({self.strategy}): {' '.join(argv)} exited {result.code}")
         return result
