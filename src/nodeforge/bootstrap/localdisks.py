@@ -170,6 +170,9 @@ class LocalDisks:
                 f"--raid-devices={len(disks)}", *disks,
             )  # fmt: skip
             config.write_text(self._run("mdadm", "--detail", "--scan").stdout, encoding="utf-8")
+            # /dev/md/kubernetes is udev's link: mdadm waits 5 s for it, then goes on without it (a booted TCG
+            # node, RAID10's resync starting, got "timeout waiting for /dev/md/kubernetes"; lsblk then failed)
+            self._run("udevadm", "settle", f"--timeout={SETTLE_SECONDS}", check=False)
         device = self._md_device()
         if self._unformatted(device):
             # the log stripe unit must stay under 256k: 8 blocks (32k); instance stores come trimmed (-K)

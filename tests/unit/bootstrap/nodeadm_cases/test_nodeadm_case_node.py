@@ -341,6 +341,11 @@ def test_local_disks_raid0(agent):
     assert create == ["mdadm", "--create", "--force", "--verbose", "/dev/md/kubernetes", "--level=0",
                       "--name=kubernetes", "--raid-devices=2", "/dev/nvme1n1", "/dev/nvme2n1"]  # fmt: skip
     assert ["mkfs.xfs", "-K", "-l", "su=8b", "/dev/md/kubernetes"] in commands
+    # udev's /dev/md/kubernetes link waited for between the array's creation and its first use
+    settles = [i for i, c in enumerate(commands) if c[:2] == ["udevadm", "settle"]]
+    assert len(settles) == 2 and commands.index(create) < settles[1] < commands.index(
+        ["mkfs.xfs", "-K", "-l", "su=8b", "/dev/md/kubernetes"]
+    )
     assert ["systemctl", "enable", "mnt-k8s\\x2ddisks-0.mount", "--now"] in commands
     unit = (agent.root / "etc/systemd/system/mnt-k8s\\x2ddisks-0.mount").read_text()
     assert "What=UUID=0b0d1c4e-1111-2222-3333-444455556666\nWhere=/mnt/k8s-disks/0\nType=xfs\n" in unit
