@@ -64,7 +64,11 @@ def bake_cmd(
         bool, typer.Option(help="Boot the image once like EC2 (GRUB, IMDSv2 user data, cloud-init), check it over SSH")
     ] = True,
     user_data: Annotated[
-        Path | None, typer.Option("--user-data", help="User data of that first boot (default: Karpenter AL2023 MIME)")
+        Path | None,
+        typer.Option(
+            "--user-data",
+            help="User data of that first boot (default: Karpenter AL2023 MIME, instanceStorePolicy RAID0)",
+        ),
     ] = None,
     firmware: Annotated[str, typer.Option(help="Firmware of that first boot: bios or uefi")] = "bios",
     variant: Annotated[
@@ -200,6 +204,12 @@ def launch_cmd(
     ssh: Annotated[bool, typer.Option("--ssh", help="Keep the node up with SSH (key from IMDS) until Enter")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the node's report")] = 900,
     output: Annotated[str, typer.Option(help="text or json")] = "text",
+    instance_store: Annotated[
+        str,
+        typer.Option(
+            "--instance-store", help="N[xSIZE]: N instance-store NVMe disks as EC2 names them (SIZE default 8G)"
+        ),
+    ] = "0",
 ) -> None:
     """Boot IMAGE like EC2 (its own boot loader, IMDSv2, cloud-init) with your user data; show what the node did."""
     from nodeforge.vm import launch_cli
@@ -215,6 +225,7 @@ def launch_cmd(
             timeout=timeout,
             output=output,
             console=console,
+            instance_store=instance_store,
         )
     )
 

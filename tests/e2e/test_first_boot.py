@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from nodeforge.vm.launch import USER_DATA_DIR, LaunchOptions, NodeReport, expected_files, launch
+from nodeforge.vm.launch import FIRST_BOOT_USER_DATA, USER_DATA_DIR, LaunchOptions, NodeReport, expected_files, launch
 
 # The session's bake (conftest.baked) is shared with tests/e2e/test_bake.py: one worker, one bake.
 pytestmark = pytest.mark.xdist_group("bake")
@@ -73,9 +73,49 @@ def test_karpenter_user_data_configures_the_node_under_bios(baked):
     assert node["marks"]["grub"] < node["marks"]["cloud_init"] < node["marks"]["report"]
     console = Path(node["console_log"]).read_text(errors="replace")
     assert "nodeforge-grub: booting /boot/vmlinuz-" in console and "(pc)" in console
-    _assert_configured(node, (USER_DATA_DIR / "karpenter-al2023.mime").read_bytes(), report.rootfs_tar)
+    assert Path(report.boot["user_data"]) == FIRST_BOOT_USER_DATA
+    _assert_configured(node, FIRST_BOOT_USER_DATA.read_bytes(), report.rootfs_tar)
     args = node["report"]["extra"]["kubelet_args"]
     assert any("karpenter.sh/nodepool=default" in arg for arg in args), args
+
+
+LOCAL_STATE_DIRS = ("/var/lib/kubelet", "/var/lib/containerd", "/var/lib/soci-snapshotter-grpc", "/var/log/pods")
+
+
+def test_karpenter_raid0_instance_store_on_the_first_boot(baked):
+    """The same boot (no boot of its own): an m5d.4xlarge with its two NVMe instance-store disks and the NodeConfig
+    Karpenter writes for ``instanceStorePolicy: RAID0``. The agent found both disks by EC2's by-id names, made
+    /dev/md/kubernetes a RAID0 of both, XFS, mounted on /mnt/k8s-disks/0, and bind-mounted the kubelet's,
+    containerd's, SOCI's and the pod logs' directories from it, all before containerd and the kubelet started,
+    which then ran (containerd ran the probe's container on the array)."""
+    report, _ = baked
+    assert b"strategy: RAID0" in FIRST_BOOT_USER_DATA.read_bytes()
+    assert report.boot["instance_type"] == "m5d.4xlarge" and len(report.boot["instance_store"]) == 2
+    node = _node_report(report.boot["node_report"])
+    extra = node["report"]["extra"]
+    storage = extra["local_storage"]
+    disks = storage["disks"]
+    assert len(disks) == 2 and all(n.startswith("nvme-Amazon_EC2_NVMe_Instance_Storage_AWS") for n in disks), disks
+    members = sorted(device.rsplit("/", 1)[1] for device in disks.values())
+    array = storage["arrays"]["kubernetes"]
+    assert (array["level"], array["members"], array["fstype"]) == ("raid0", members, "xfs"), array
+    assert "ARRAY /dev/md/kubernetes" in storage["mdadm_conf"]
+    mounts = {m["target"]: m for m in storage["mounts"]}
+    top = mounts["/mnt/k8s-disks/0"]
+    assert (top["source"], top["fstype"], top["root"]) == (array["device"], "xfs", "/"), top
+    for path in LOCAL_STATE_DIRS:  # a bind mount: the same file system, the array's folder of that name
+        bind = mounts[path]
+        assert (bind["device"], bind["root"]) == (top["device"], "/" + path.rsplit("/", 1)[1]), bind
+    units = storage["mount_units"]
+    assert all(props["ActiveState"] == "active" for props in units.values()) and len(units) == 5, units
+    # ordering: every mount was up before containerd and the kubelet were started (systemd's monotonic clock)
+    services = ("containerd.service", "kubelet.service")
+    started = min(int(extra["units"][name]["InactiveExitTimestampMonotonic"]) for name in services)
+    assert max(int(props["ActiveEnterTimestampMonotonic"]) for props in units.values()) < started, units
+    assert extra["units"]["kubelet.service"]["ActiveState"] == "active"
+    assert extra["container"]["ran"], extra["container"]
+    journal = "\n".join(extra["bootstrap_journal"])
+    assert "ran: mdadm --create --force --verbose /dev/md/kubernetes --level=0" in journal, journal
 
 
 def test_checks_pass_on_the_booted_node_over_ssh(baked):
@@ -103,17 +143,25 @@ BAD_LAUNCHES = {
 def launches(baked, tmp_path_factory) -> dict[str, object]:
     """Every extra launch of the session's disk, side by side (each its own instance and root volume).
 
-    A managed-node-group user data under OVMF, then the same instance started again (stop/start); and the four
-    bad launches. TCG boots are CPU-bound: running them together keeps the bake group's length to about two boots.
+    A managed-node-group user data under OVMF (its bootstrap.sh call with ``--local-disks mount``, on an instance
+    with two instance-store disks), then the same instance started again (a reboot: root volume and instance store
+    as the first boot left them); and the four bad launches. TCG boots are CPU-bound: running them together keeps
+    the bake group's length to about two boots.
     """
     report, _ = baked
     disk = Path(report.boot["disk"])
-    mng = (USER_DATA_DIR / "mng-al2.mime").read_bytes()
+    mng = (USER_DATA_DIR / "mng-al2-local-disks.mime").read_bytes()
     karpenter = (USER_DATA_DIR / "karpenter-al2023.mime").read_bytes()
 
     def mng_twice() -> tuple[NodeReport, NodeReport]:
         options = LaunchOptions(
-            disk=disk, work_dir=tmp_path_factory.mktemp("mng-uefi"), user_data=mng, firmware="uefi", memory_mb=1536
+            disk=disk,
+            work_dir=tmp_path_factory.mktemp("mng-uefi"),
+            user_data=mng,
+            firmware="uefi",
+            memory_mb=1536,
+            instance_type="m5d.4xlarge",
+            instance_store=(8 << 30, 8 << 30),
         )
         return launch(options), launch(options)  # the second boots the root volume the first left
 
@@ -162,6 +210,36 @@ def test_mng_user_data_configures_the_node_under_uefi(mng_uefi, baked):
 def test_mng_node_files_equal_the_agents_reading(mng_uefi, baked):
     first, _, user_data = mng_uefi
     _assert_files_as_computed(_as_dict(first), user_data, baked[0].rootfs_tar)
+
+
+def _mount_storage(node: NodeReport) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    storage = node.node["local_storage"]
+    return storage["disks"], {m["target"]: m for m in storage["mounts"]}
+
+
+def test_mng_local_disks_mount_each_disk_and_survive_the_restart(mng_uefi):
+    """bootstrap.sh ``--local-disks mount`` (setup-local-disks' Mount strategy): each instance-store disk formatted
+    XFS and mounted on /mnt/k8s-disks/N by a mount unit, before containerd and the kubelet start; no md array,
+    no bind mount. The second boot mounts them again from the enabled units, and the agent formats nothing."""
+    first, second, user_data = mng_uefi
+    assert b"--local-disks mount" in user_data
+    for node in (first, second):
+        disks, mounts = _mount_storage(node)
+        assert len(disks) == 2 and all("NVMe_Instance_Storage_AWS" in name for name in disks), disks
+        assert node.node["local_storage"]["arrays"] == {}
+        devices = sorted(set(disks.values()))
+        assert sorted(m["source"] for m in mounts.values()) == devices, mounts
+        assert sorted(mounts) == ["/mnt/k8s-disks/1", "/mnt/k8s-disks/2"]
+        assert all((m["fstype"], m["root"]) == ("xfs", "/") for m in mounts.values()), mounts
+        units = node.node["local_storage"]["mount_units"]
+        assert sorted(units) == ["mnt-k8s\\x2ddisks-1.mount", "mnt-k8s\\x2ddisks-2.mount"], units
+        assert all(props["ActiveState"] == "active" for props in units.values()), units
+    started = int(first.unit("containerd.service")["InactiveExitTimestampMonotonic"])
+    units = first.node["local_storage"]["mount_units"]
+    assert max(int(props["ActiveEnterTimestampMonotonic"]) for props in units.values()) < started, units
+    assert "ran: mkfs.xfs -l su=8b /dev/nvme" in "\n".join(first.node["bootstrap_journal"])
+    assert "mkfs.xfs" not in "\n".join(second.node["bootstrap_journal"])
+    assert first.node["container"]["ran"] and second.node["container"]["ran"]
 
 
 def test_restart_changes_nothing(mng_uefi):

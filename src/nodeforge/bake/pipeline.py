@@ -49,9 +49,12 @@ class BakeOptions:
     variant: str = "mutable"
     # HTTP proxy for apt during the Packer build only (e.g. the test run's apt-cacher-ng); never kept in the image
     apt_proxy: str = ""
-    # First boot: the user data the booted image is launched with (default: Karpenter-style AL2023 MIME), firmware
+    # First boot: the user data the booted image is launched with (default: Karpenter-style AL2023 MIME with
+    # instanceStorePolicy RAID0), firmware, and the instance: a type with two NVMe instance-store disks, attached
     first_boot_user_data: Path | None = None
     first_boot_firmware: str = "bios"
+    first_boot_instance_type: str = "m5d.4xlarge"  # 2 x 300 GB NVMe instance store on EC2
+    first_boot_instance_store: tuple[int, ...] = (8 << 30, 8 << 30)  # sparse files: the size costs nothing
     # immutable: private key that signs the sealed root's hash (None: unsigned)
     signing_key: Path | None = None
 
@@ -257,17 +260,19 @@ def _first_boot(
     containerd ran a container, no failed unit); then tests/infra runs over SSH against the running node.
     """
     from nodeforge.bake.verify import verify_ssh
-    from nodeforge.vm.launch import DEFAULT_USER_DATA, LaunchOptions, build_launch_disk, launch
+    from nodeforge.vm.launch import FIRST_BOOT_USER_DATA, LaunchOptions, build_launch_disk, launch
 
     oci = cache_dir() / "fixtures" / "busybox-oci.tar"
     build_oci_image(oci)
     disk = stage("boot disk", lambda: build_launch_disk(tar, out / "disk", oci_image=oci))
-    user_data_file = options.first_boot_user_data or DEFAULT_USER_DATA
+    user_data_file = options.first_boot_user_data or FIRST_BOOT_USER_DATA
     launch_options = LaunchOptions(
         disk=disk.disk,
         work_dir=out / "first-boot",
         user_data=Path(user_data_file).read_bytes(),
         firmware=options.first_boot_firmware,
+        instance_type=options.first_boot_instance_type,
+        instance_store=options.first_boot_instance_store,
         ssh=True,
         keep_running=True,
     )
@@ -291,6 +296,9 @@ def _first_boot(
             "sshd_started": node.unit_seconds("ssh.service"),
             "kubelet_args": node.node.get("kubelet_args"),
             "container": node.node.get("container"),
+            "instance_type": options.first_boot_instance_type,
+            "instance_store": list(options.first_boot_instance_store),
+            "local_storage_mounts": (node.node.get("local_storage") or {}).get("mounts"),
             "problems": node.problems,
             "console_log": str(node.console_log),
             "node_report": str(launch_options.work_dir / "node-report.json"),

@@ -143,12 +143,14 @@ def _run(argv: list[str], out: TextIO, err: TextIO, diagnostics: Diagnostics) ->
     started: list[str] = []
     start = not (args.dry_run or args.no_start) and root == Path("/")
     if built.local_disks is not None:
-        if start:
+        # also under --no-start (the boot unit's mode: systemd starts containerd and the kubelet after the agent),
+        # as nodeadm's run phase sets the disks up before the daemons run
+        if not args.dry_run and root == Path("/"):
             started.extend(built.local_disks.apply())
         else:
             warnings.append(
                 f"spec.instance.localStorage ({built.local_disks.strategy}): not set up "
-                "(--dry-run, --no-start or --root other than /)"
+                "(--dry-run or --root other than /)"
             )
             print(f"warning: {warnings[-1]}", file=err)
     if start:

@@ -8,12 +8,16 @@ one RAID0 or RAID10 array, or each disk mounted on its own, as amazon-eks-ami's 
   ``disabledMounts``) copied onto the array and bind-mounted back (their services stopped meanwhile);
 - Mount: each disk formatted XFS unless it has a file system and mounted on ``<mountPath>/<n>``.
 
-Every command goes through a runner, so the sequence is tested without touching disks.
+The outcome is setup-local-disks', with fewer systemd round trips: every mount unit is written before the one
+``systemctl enable`` that reloads systemd (setup-local-disks reloads once per unit; each reload re-runs all
+generators), and one ``systemctl is-active`` asks for every unit. Every command goes through a runner, so the
+sequence is tested without touching disks; tests/e2e/test_bake.py proves it on a booted node.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from nodeforge.bootstrap.errors import EXIT_SERVICES, BootstrapError
@@ -30,6 +34,7 @@ MD_CONFIG = "/.aws/mdadm.conf"
 BY_ID = "/dev/disk/by-id"
 DISK_MARKER = "NVMe_Instance_Storage_"
 UNIT_DIR = "/etc/systemd/system"
+SETTLE_SECONDS = 60
 # state directory -> the unit using it (stopped while its directory moves onto the array)
 BIND_MOUNTS = (
     ("/var/lib/kubelet", "kubelet.service", None),
@@ -95,8 +100,10 @@ class LocalDisks:
         return self.root / path.lstrip("/")
 
     def _run(self, *argv: str, check: bool = True) -> Result:
+        started = time.monotonic()
         result = self.runner(argv)
-        self.log.append(" ".join(argv))
+        # each command with its duration: at boot these are the seconds before containerd and the kubelet start
+        self.log.append(f"{' '.join(argv)} ({time.monotonic() - started:.1f}s)")
         if check and result.code != 0:
             raise CommandError(f"local disks ({self.strategy}): {' '.join(argv)} exited {result.code}")
         return result
@@ -131,7 +138,13 @@ class LocalDisks:
         return not self._run("lsblk", device, "-o", "fstype", "--noheadings").stdout.strip()
 
     def apply(self) -> list[str]:
-        """Set the disks up; returns the commands run. Raises CommandError (or BootstrapError) on failure."""
+        """Set the disks up; returns the commands run. Raises CommandError (or BootstrapError) on failure.
+
+        At boot the agent runs before udev is guaranteed to have named every disk (nodeadm's run phase comes
+        after cloud-final, much later): the udev queue is drained first, so no instance-store disk is missed.
+        """
+        if self._run("udevadm", "settle", f"--timeout={SETTLE_SECONDS}", check=False).code != 0:
+            self.log.append(f"# udevadm settle did not finish within {SETTLE_SECONDS}s: using the disks named so far")
         disks = self.disks()
         if not disks:
             self.log.append("# no NVMe instance-store disks: nothing to set up")
@@ -157,6 +170,9 @@ class LocalDisks:
                 f"--raid-devices={len(disks)}", *disks,
             )  # fmt: skip
             config.write_text(self._run("mdadm", "--detail", "--scan").stdout, encoding="utf-8")
+            # /dev/md/kubernetes is udev's link: mdadm waits 5 s for it, then goes on without it (a booted TCG
+            # node, RAID10's resync starting, got "timeout waiting for /dev/md/kubernetes"; lsblk then failed)
+            self._run("udevadm", "settle", f"--timeout={SETTLE_SECONDS}", check=False)
         device = self._md_device()
         if self._unformatted(device):
             # the log stripe unit must stay under 256k: 8 blocks (32k); instance stores come trimmed (-K)
@@ -166,11 +182,45 @@ class LocalDisks:
         uuid = self._run("blkid", "-s", "UUID", "-o", "value", device).stdout.strip()
         if not uuid:
             raise CommandError(f"local disks: blkid found no file system UUID on {device}")
+        to_link, running = self._state_dirs_to_link()
         unit = mount_unit_name(array_dir)
         self._write_unit(unit, f"Mount EC2 Instance Store NVMe disk RAID{level}", f"UUID={uuid}", array_dir, "xfs",
                          "defaults,noatime")  # fmt: skip
+        # the bind units are written before the one reload `enable` does: each reload re-runs every systemd
+        # generator (seconds on a small instance, tens under emulation), so the bind mounts are enabled without one
+        bind_units = []
+        for path in to_link:
+            bind_units.append(mount_unit_name(path))
+            target = f"{array_dir}/{path.rsplit('/', 1)[-1]}"
+            self._write_unit(
+                bind_units[-1], f"Mount {path} on EC2 Instance Store NVMe RAID{level}", target, path, "none", "bind"
+            )
         self._run("systemctl", "enable", unit, "--now")
-        self._bind_state_dirs(level, array_dir)
+        if running:
+            self._run("systemctl", "stop", *running)
+        for path in to_link:  # the state directories move onto the array while their services are stopped
+            self._path(path).mkdir(parents=True, exist_ok=True)
+            self._run("cp", "-a", f"{path}/", f"{array_dir}/{path.rsplit('/', 1)[-1]}/")
+        if bind_units:
+            self._run("systemctl", "enable", "--no-reload", "--now", *bind_units)
+        if running:
+            self._run("systemctl", "start", *running)
+
+    def _state_dirs_to_link(self) -> tuple[list[str], list[str]]:
+        """The state directories not yet bind-mounted from the array, and the running units that use them (one
+        ``systemctl is-active`` for all: it prints one state a line, in order)."""
+        wanted = [(path, unit) for path, unit, name in BIND_MOUNTS if name is None or name not in self.disabled_mounts]
+        names = [mount_unit_name(path) for path, _ in wanted]
+        services = list(dict.fromkeys(unit for _, unit in wanted))
+        states = self._run("systemctl", "is-active", *names, *services, check=False).stdout.split()
+        if len(states) != len(names) + len(services):
+            raise CommandError(
+                f"local disks: systemctl is-active gave {len(states)} states for {len(names + services)}"
+            )
+        active = {unit for unit, state in zip(names + services, states) if state == "active"}
+        to_link = [path for (path, _), name in zip(wanted, names) if name not in active]
+        using = {unit for path, unit in wanted if path in to_link}
+        return to_link, [unit for unit in services if unit in using and unit in active]
 
     def _md_device(self) -> str:
         """/dev/md/kubernetes, or the name it got after a reboot with a homehost suffix (kubernetes_0 ...)."""
@@ -181,30 +231,9 @@ class LocalDisks:
                 return f"/dev/md/{names[-1]}"
         return MD_DEVICE
 
-    def _bind_state_dirs(self, level: int, array_dir: str) -> None:
-        wanted = [(path, unit) for path, unit, name in BIND_MOUNTS if name is None or name not in self.disabled_mounts]
-        to_link = []
-        stopped: list[str] = []
-        for path, unit in wanted:
-            if self._run("systemctl", "is-active", mount_unit_name(path), check=False).stdout.strip() == "active":
-                continue
-            to_link.append(path)
-            if unit not in stopped and self._run("systemctl", "is-active", unit, check=False).code == 0:
-                stopped.append(unit)
-        if stopped:
-            self._run("systemctl", "stop", *stopped)
-        for path in to_link:
-            target = f"{array_dir}/{path.rsplit('/', 1)[-1]}"
-            self._path(path).mkdir(parents=True, exist_ok=True)
-            self._run("cp", "-a", f"{path}/", f"{target}/")
-            unit = mount_unit_name(path)
-            self._write_unit(unit, f"Mount {path} on EC2 Instance Store NVMe RAID{level}", target, path, "none", "bind")
-            self._run("systemctl", "enable", unit, "--now")
-        if stopped:
-            self._run("systemctl", "start", *stopped)
-
     def _mount_each(self, disks: list[str]) -> None:
         index = 1
+        units = []
         for device in disks:
             if self._unformatted(device):
                 self._run("mkfs.xfs", "-l", "su=8b", device)
@@ -213,9 +242,10 @@ class LocalDisks:
                 continue
             where = f"{self.mount_dir.rstrip('/')}/{index}"
             self._path(where).mkdir(parents=True, exist_ok=True)
-            unit = mount_unit_name(where)
+            units.append(mount_unit_name(where))
             self._write_unit(
-                unit, f"Mount EC2 Instance Store NVMe disk {index}", device, where, "xfs", "defaults,noatime"
+                units[-1], f"Mount EC2 Instance Store NVMe disk {index}", device, where, "xfs", "defaults,noatime"
             )
-            self._run("systemctl", "enable", unit, "--now")
             index += 1
+        if units:  # one reload for all (see _raid)
+            self._run("systemctl", "enable", "--now", *units)

@@ -62,7 +62,7 @@ GROUPS: list[tuple[str, list[Option]]] = [
         [
             Option("--root", str, "/", "write under DIR instead of / (tests, images)", "DIR"),
             Option("--dry-run", "flag", False, "print what would be written (diffs); write nothing"),
-            Option("--no-start", "flag", False, "write files but do not touch systemd"),
+            Option("--no-start", "flag", False, "write files (and set up local disks) but start no service"),
             Option("--json", "flag", False, "print the report as JSON"),
         ],
     ),

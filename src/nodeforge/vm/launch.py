@@ -38,12 +38,16 @@ __all__ = [
     "expected_files",
     "instance_metadata",
     "launch",
+    "parse_instance_store",
 ]
 
 IMDS_MODES = ("v2", "v1-only", "unreachable")
 USER_DATA_DIR = Path(__file__).with_name("userdata")
 DEFAULT_USER_DATA = USER_DATA_DIR / "karpenter-al2023.mime"
-"""The bake's first boot: what Karpenter writes for an AL2023 node (a user shell part, then its NodeConfig)."""
+"""What Karpenter writes for an AL2023 node (a user shell part, then its NodeConfig): ``nodeforge launch``'s example."""
+FIRST_BOOT_USER_DATA = USER_DATA_DIR / "karpenter-al2023-raid0.mime"
+"""The bake's first boot: the same, from an EC2NodeClass with ``instanceStorePolicy: RAID0`` (Karpenter then sets
+``spec.instance.localStorage.strategy: RAID0``; karpenter-provider-aws pkg/providers/amifamily/bootstrap/nodeadm.go)."""
 PROBE_IMAGE_PATH = "var/lib/nodeforge-probe/busybox-oci.tar"
 # Kernel command line of a launch disk: the probe reports once the boot is done and leaves the VM up (the host
 # powers it off); the serial console is the probe's, not a login prompt's.
@@ -78,6 +82,8 @@ class LaunchOptions:
     instance_id: str = "i-0a1b2c3d4e5f60718"
     keep_running: bool = False
     """Leave the VM up after the report (the caller powers it off with :meth:`NodeReport.power_off`)."""
+    instance_store: tuple[int, ...] = ()
+    """Sizes in bytes of the instance's instance-store NVMe disks (:func:`parse_instance_store`)."""
 
 
 @dataclass
@@ -170,17 +176,55 @@ def instance_metadata(options: LaunchOptions) -> dict[str, str]:
 
 
 def build_launch_disk(rootfs_tar: Path, out_dir: Path, *, oci_image: Path | None = None) -> bootdisk.BootDisk:
-    """The self-booting disk of a baked root, with the first-boot probe (and OCI_IMAGE for its container run)."""
+    """The self-booting disk of a baked root, with the first-boot probe (and OCI_IMAGE for its container run), and
+    the udev rule that names QEMU's instance-store NVMe disks as EC2 names them (:mod:`nodeforge.vm.qemu`)."""
     probe_source = Path(__file__).with_name("node_probe.py").read_text()
-    extra_files = {PROBE_IMAGE_PATH: oci_image} if oci_image is not None else {}
-    return bootdisk.build_boot_disk(
-        rootfs_tar,
-        out_dir,
-        probe_units=["containerd", "kubelet", "nodeforge-bootstrap", "cloud-final"],
-        cmdline_extra=LAUNCH_CMDLINE,
-        extra_probe_script="#!/usr/bin/python3\n" + probe_source,
-        extra_files=extra_files,
-    )
+    with tempfile.TemporaryDirectory(prefix="nodeforge-launch-") as tmp:
+        rule = Path(tmp) / "instance-store.rules"
+        rule.write_text(qemu.INSTANCE_STORE_UDEV_RULE)
+        extra_files = {qemu.INSTANCE_STORE_UDEV_PATH: rule}
+        if oci_image is not None:
+            extra_files[PROBE_IMAGE_PATH] = oci_image
+        return bootdisk.build_boot_disk(
+            rootfs_tar,
+            out_dir,
+            probe_units=["containerd", "kubelet", "nodeforge-bootstrap", "cloud-final"],
+            cmdline_extra=LAUNCH_CMDLINE,
+            extra_probe_script="#!/usr/bin/python3\n" + probe_source,
+            extra_files=extra_files,
+        )
+
+
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+DEFAULT_INSTANCE_STORE_SIZE = 8 << 30
+MAX_INSTANCE_STORE_DISKS = 24  # EC2's most instance-store volumes on one instance type
+
+
+def parse_instance_store(spec: str) -> tuple[int, ...]:
+    """``N`` or ``NxSIZE`` (SIZE in bytes or with K/M/G/T, binary; default 8G): N disks of SIZE bytes each.
+
+    Raises :class:`LaunchError` naming ``--instance-store`` and the value on anything else.
+    """
+    text = spec.strip()
+    count_text, sep, size_text = text.partition("x")
+    why = ""
+    if not count_text.isdigit():
+        why = "N must be a whole number of disks"
+    elif not 0 <= int(count_text) <= MAX_INSTANCE_STORE_DISKS:
+        why = f"N must be between 0 and {MAX_INSTANCE_STORE_DISKS}"
+    size = DEFAULT_INSTANCE_STORE_SIZE
+    if not why and sep:
+        unit = size_text[-1:].upper() if size_text[-1:].isalpha() else ""
+        number = size_text[: len(size_text) - len(unit)] if unit else size_text
+        if unit not in _SIZE_UNITS or not number.isdigit() or int(number) == 0:
+            why = "SIZE must be a positive whole number with an optional K, M, G or T suffix"
+        else:
+            size = int(number) * _SIZE_UNITS[unit]
+            if size % 512:
+                why = "SIZE must be a multiple of 512 bytes (the disks' sector)"
+    if why:
+        raise LaunchError(f"--instance-store {spec!r}: {why} (N or NxSIZE, e.g. 2 or 2x8G)")
+    return (size,) * int(count_text)
 
 
 def _free_port() -> int:
@@ -272,12 +316,14 @@ def launch(options: LaunchOptions) -> NodeReport:
         mac=metadata["mac"],
         imds_port=int(imds_state.endpoint.rsplit(":", 1)[1]) if imds_state is not None else None,
         ssh_port=_free_port() if options.ssh else None,
+        instance_store=tuple(options.instance_store),
     )
     monitor = options.work_dir / "monitor.sock"
     monitor.unlink(missing_ok=True)
     try:
         if not instance.overlay.exists():
             qemu.create_overlay(instance)
+        qemu.create_instance_store(instance)
         argv = qemu.qemu_argv(instance, options.work_dir / "console.log")
         argv += ["-monitor", f"unix:{monitor},server=on,wait=off"]
         boot_index = len(list(options.work_dir.glob("console*.log")))

@@ -56,6 +56,7 @@ def summary(node: Any) -> dict[str, Any]:
         "kubelet_args": extra.get("kubelet_args"),
         "cloud_init": extra.get("cloud_init_status"),
         "container": extra.get("container"),
+        "local_storage": _local_storage_summary(extra.get("local_storage") or {}),
         "files": sorted(extra.get("files", {})),
         "seconds": {
             "report": node.seconds,
@@ -66,6 +67,18 @@ def summary(node: Any) -> dict[str, Any]:
         },
         "console_log": str(node.console_log),
     }
+
+
+def _local_storage_summary(storage: dict[str, Any]) -> list[str]:
+    """One line per instance-store disk, md array and local-storage mount the node reported."""
+    lines = [f"disk {name} -> {device}" for name, device in (storage.get("disks") or {}).items()]
+    for name, array in (storage.get("arrays") or {}).items():
+        members = ", ".join(array.get("members") or [])
+        lines.append(f"/dev/md/{name}: {array.get('level')} of {members}, {array.get('fstype') or 'no file system'}")
+    for mount in storage.get("mounts") or []:
+        origin = mount["source"] + (mount["root"] if mount["root"] != "/" else "")
+        lines.append(f"{mount['target']}: {origin} ({mount['fstype']})")
+    return lines
 
 
 def run(
@@ -79,9 +92,10 @@ def run(
     timeout: float,
     output: str,
     console: Any,
+    instance_store: str = "0",
 ) -> int:
     from nodeforge.vm.disk import DiskImageError
-    from nodeforge.vm.launch import LaunchError, LaunchOptions, launch
+    from nodeforge.vm.launch import LaunchError, LaunchOptions, launch, parse_instance_store
 
     err = sys.stderr
     if output not in {"text", "json"}:
@@ -93,8 +107,18 @@ def run(
         print(f"--user-data {user_data}: {exc.strerror}", file=err)
         return 2
     try:
+        store = parse_instance_store(instance_store)
+    except LaunchError as exc:
+        print(str(exc), file=err)
+        return 2
+    try:
         disk = _disk_for(image, console)
-        work = cache_dir() / "launch" / f"{instance_type}-{firmware}-{hashlib.sha256(data or b'').hexdigest()[:8]}"
+        store_tag = f"-store{len(store)}x{store[0] >> 20}M" if store else ""
+        work = (
+            cache_dir()
+            / "launch"
+            / (f"{instance_type}-{firmware}{store_tag}-{hashlib.sha256(data or b'').hexdigest()[:8]}")
+        )
         for old in work.glob("*"):
             if old.is_file() or old.is_socket():
                 old.unlink()
@@ -109,6 +133,7 @@ def run(
                 ssh=ssh,
                 timeout=timeout,
                 keep_running=ssh,
+                instance_store=store,
             )
         )
     except (LaunchError, DiskImageError, ValueError) as exc:
@@ -143,6 +168,10 @@ def _print(info: dict[str, Any], console: Any) -> None:
     console.print(f"kubelet started with: {' '.join(info['kubelet_args'] or []) or '(not started)'}", markup=False)
     console.print(f"cloud-init: {'; '.join(info['cloud_init'] or [])}", markup=False)
     console.print(f"container run: {'ok' if (info['container'] or {}).get('ran') else 'FAILED'}")
+    if info["local_storage"]:
+        console.print("instance store:")
+        for line in info["local_storage"]:
+            console.print(f"  {line}", markup=False, highlight=False)
     console.print(f"files written: {len(info['files'])}; timings (s): {info['seconds']}")
     if info["problems"]:
         console.print("[red]the node did not configure itself:[/red]")

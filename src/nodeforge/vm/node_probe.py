@@ -34,6 +34,14 @@ UNIT_PROPS = (
     "InactiveExitTimestampMonotonic,InactiveEnterTimestampMonotonic"
 )
 KUBELET_ARGS = "/run/nodeforge-fixture/kubelet.args"
+# instance-store set-up (spec.instance.localStorage): where setup-local-disks mounts and the mount units it writes
+LOCAL_STORAGE_MOUNTS = (
+    "/mnt/k8s-disks",
+    "/var/lib/kubelet",
+    "/var/lib/containerd",
+    "/var/lib/soci-snapshotter-grpc",
+    "/var/log/pods",
+)
 PROBE_IMAGE = "/var/lib/nodeforge-probe/busybox-oci.tar"
 MAX_FILE = 64 * 1024
 
@@ -101,6 +109,60 @@ def _container_run() -> dict[str, object]:
     return {"ran": rc == 0 and "container-ok" in out, "image": ref, "output": out[-400:]}
 
 
+def _mounts() -> list[dict[str, str]]:
+    """/proc/self/mountinfo entries under the local-storage paths: where, device (major:minor), the folder of that
+    file system mounted there (a bind mount's source), type and source."""
+    found = []
+    for line in _read("/proc/self/mountinfo", 4 * MAX_FILE).splitlines():
+        fields = line.split()
+        if " - " not in line or len(fields) < 10:
+            continue
+        tail = line.split(" - ", 1)[1].split()
+        target = fields[4].replace("\\040", " ")
+        if any(target == top or target.startswith(top + "/") for top in LOCAL_STORAGE_MOUNTS):
+            found.append(
+                {"target": target, "device": fields[2], "root": fields[3], "fstype": tail[0], "source": tail[1]}
+            )
+    return found
+
+
+def _local_storage() -> dict[str, object]:
+    """What the node made of its instance-store disks: their by-id names, the md arrays, the mounts and units."""
+    by_id = Path("/dev/disk/by-id")
+    disks = {}
+    if by_id.is_dir():
+        for link in sorted(by_id.iterdir()):
+            if "NVMe_Instance_Storage_" in link.name:
+                disks[link.name] = str(link.resolve())
+    arrays = {}
+    md_dir = Path("/dev/md")
+    if md_dir.is_dir():
+        for link in sorted(md_dir.iterdir()):
+            device = link.resolve()
+            sys_md = Path("/sys/block") / device.name
+            slaves = sys_md / "slaves"
+            arrays[link.name] = {
+                "device": str(device),
+                "level": _read(str(sys_md / "md/level")).strip(),
+                "members": sorted(p.name for p in slaves.iterdir()) if slaves.is_dir() else [],
+                "fstype": _run(["blkid", "-s", "TYPE", "-o", "value", str(device)])[1].strip(),
+            }
+    units = {}
+    _, listing = _run(["systemctl", "list-units", "--all", "--type=mount", "--plain", "--no-legend", "--no-pager"])
+    for line in listing.splitlines():
+        name = line.split()[0] if line.split() else ""
+        if name.startswith(("mnt-k8s", "var-lib-kubelet.", "var-lib-containerd.", "var-log-pods.", "var-lib-soci")):
+            units[name] = _unit(name)
+    return {
+        "disks": disks,
+        "arrays": arrays,
+        "mdstat": _read("/proc/mdstat"),
+        "mdadm_conf": _read("/.aws/mdadm.conf") if Path("/.aws/mdadm.conf").exists() else None,
+        "mounts": _mounts(),
+        "mount_units": units,
+    }
+
+
 def main() -> None:
     _, journal = _run(["journalctl", "-b", "-u", "nodeforge-bootstrap.service", "-o", "cat", "--no-pager"])
     boots_rc, boots = _run(["journalctl", "--list-boots", "--no-pager"])
@@ -115,6 +177,7 @@ def main() -> None:
         "kubelet_args": _read(KUBELET_ARGS).splitlines() if Path(KUBELET_ARGS).exists() else None,
         "files": _files(),
         "container": _container_run(),
+        "local_storage": _local_storage(),
         "monotonic_now_us": int(float(_read("/proc/uptime").split()[0]) * 1e6),
     }
     print(json.dumps(report, sort_keys=True))

@@ -6,6 +6,12 @@
 * Network: QEMU user networking on 169.254.0.0/16, ``restrict=on`` (nothing leaves the VM but the forwards
   below); a guest connection to 169.254.169.254:80 is handed to a fake IMDS on 127.0.0.1 (one ``socat`` per
   connection, QEMU's ``guestfwd=...-cmd:``); SSH is forwarded from 127.0.0.1:PORT.
+* Instance store: N NVMe controllers, one namespace each, on sparse raw files in the work dir (created with a
+  fresh root volume, kept across restarts of the instance like a reboot keeps them). EC2 names them
+  ``Amazon EC2 NVMe Instance Storage`` (NVMe model number) with a serial ``AWS`` + 17 hex digits; QEMU 7.2's
+  ``nvme`` device takes ``serial=`` but its model number is fixed (``QEMU NVMe Ctrl``, no property): the serial is
+  EC2's form, and the launch disk carries a udev rule (:data:`INSTANCE_STORE_UDEV_RULE`) giving such a disk the
+  ``/dev/disk/by-id/nvme-Amazon_EC2_NVMe_Instance_Storage_<serial>`` name EC2's model number gives it.
 * SMBIOS says what EC2's does (manufacturer "Amazon EC2", a system UUID and serial starting "ec2", the instance
   id as the chassis asset tag), so cloud-init's Ec2 datasource identifies the platform as on EC2.
 
@@ -28,7 +34,15 @@ from typing import Any
 
 from nodeforge.vm.disk import PROBE_BEGIN, PROBE_END, BootCheckError, ProbeReportError, parse_probe_report
 
-__all__ = ["FIRMWARES", "Instance", "LaunchResult", "create_overlay", "qemu_argv", "run_to_report"]
+__all__ = [
+    "FIRMWARES",
+    "Instance",
+    "LaunchResult",
+    "create_instance_store",
+    "create_overlay",
+    "qemu_argv",
+    "run_to_report",
+]
 
 FIRMWARES = ("bios", "uefi")
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
@@ -36,6 +50,17 @@ OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 IMDS_ADDRESS = "169.254.169.254"
 GUEST_NET = "169.254.0.0/16"
 CONSOLE_TAIL_LINES = 40
+INSTANCE_STORE_MODEL = "Amazon EC2 NVMe Instance Storage"
+QEMU_NVME_MODEL = "QEMU NVMe Ctrl"  # hw/nvme/ctrl.c: the model number QEMU 7.2 reports, not settable
+INSTANCE_STORE_SERIAL_PREFIX = "AWS"
+INSTANCE_STORE_UDEV_PATH = "etc/udev/rules.d/61-nodeforge-qemu-instance-store.rules"
+INSTANCE_STORE_UDEV_RULE = (
+    "# nodeforge launch disks only (not in the image): QEMU's NVMe model number cannot be set, so an instance-store\n"
+    "# disk of a launch (serial AWS...) gets the by-id name EC2's model number gives it.\n"
+    f'KERNEL=="nvme*[0-9]n*[0-9]", ENV{{DEVTYPE}}=="disk", ATTRS{{model}}=="{QEMU_NVME_MODEL}", '
+    f'ATTRS{{serial}}=="{INSTANCE_STORE_SERIAL_PREFIX}*", '
+    f'SYMLINK+="disk/by-id/nvme-{INSTANCE_STORE_MODEL.replace(" ", "_")}_$attr{{serial}}"\n'
+)
 
 
 @dataclass
@@ -55,10 +80,20 @@ class Instance:
     in_place: bool = False
     """Boot the image itself (raw, written in place) instead of an overlay: a disk whose state the host reads
     between boots (the A/B disk's grubenv, which its boot loader writes)."""
+    instance_store: tuple[int, ...] = ()
+    """Sizes in bytes of the instance-store NVMe disks (EC2 attaches them in this order)."""
 
     @property
     def overlay(self) -> Path:
         return self.work_dir / "root-volume.qcow2"
+
+    def instance_store_disk(self, index: int) -> Path:
+        return self.work_dir / f"instance-store-{index}.img"
+
+    def instance_store_serial(self, index: int) -> str:
+        """EC2's form (``AWS`` + 17 upper-case hex digits: 20 characters, the NVMe serial field's width)."""
+        digest = hashlib.sha256(f"{self.instance_id}:instance-store:{index}".encode()).hexdigest()
+        return INSTANCE_STORE_SERIAL_PREFIX + digest[:17].upper()
 
     @property
     def efi_vars(self) -> Path:
@@ -96,7 +131,7 @@ def create_overlay(instance: Instance) -> None:
     instance.work_dir.mkdir(parents=True, exist_ok=True)
     instance.overlay.unlink(missing_ok=True)
     if instance.in_place:
-        _efi_vars(instance)
+        _instance_devices(instance)
         return
     tool = shutil.which("qemu-img")
     if tool is None:
@@ -109,14 +144,28 @@ def create_overlay(instance: Instance) -> None:
     )
     if proc.returncode != 0:
         raise BootCheckError(f"{instance.overlay}: qemu-img create failed: {proc.stderr.strip()}")
-    _efi_vars(instance)
+    _instance_devices(instance)
 
 
-def _efi_vars(instance: Instance) -> None:
+def _instance_devices(instance: Instance) -> None:
+    """What a new instance gets besides its root volume: its own UEFI variables, blank instance-store disks."""
     if instance.firmware == "uefi":
         if not OVMF_CODE.is_file():
             raise BootCheckError(f"{OVMF_CODE} not found (install ovmf)")
         shutil.copyfile(OVMF_VARS, instance.efi_vars)
+    for index in range(len(instance.instance_store)):  # a new root volume: a new instance, blank instance store
+        instance.instance_store_disk(index).unlink(missing_ok=True)
+    create_instance_store(instance)
+
+
+def create_instance_store(instance: Instance) -> None:
+    """The instance-store disks INSTANCE lacks, blank and sparse (existing ones are kept: a reboot keeps them)."""
+    for index, size in enumerate(instance.instance_store):
+        path = instance.instance_store_disk(index)
+        if path.exists() and path.stat().st_size == size:
+            continue
+        with path.open("wb") as fh:
+            fh.truncate(size)
 
 
 def qemu_argv(instance: Instance, console_log: Path) -> list[str]:
@@ -136,6 +185,11 @@ def qemu_argv(instance: Instance, console_log: Path) -> list[str]:
         argv += ["-drive", f"file={_opt(instance.image)},format=raw,if=virtio"]
     else:
         argv += ["-drive", f"file={_opt(instance.overlay)},format=qcow2,if=virtio"]
+    for index in range(len(instance.instance_store)):
+        argv += [
+            "-drive", f"file={_opt(instance.instance_store_disk(index))},format=raw,if=none,id=store{index}",
+            "-device", f"nvme,drive=store{index},serial={instance.instance_store_serial(index)}",
+        ]  # fmt: skip
     if instance.firmware == "uefi":
         argv += [
             "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={_opt(OVMF_CODE)}",

@@ -187,3 +187,74 @@ def test_run_to_report_until_a_console_line(tmp_path):
     assert result.seconds < 20
     with pytest.raises(qemu.BootCheckError, match="'never printed'"):
         qemu.run_to_report(["sh", "-c", "exit 0"], console, timeout=20, label="t", until="never printed")
+
+
+def test_instance_store_disks_are_nvme_with_ec2_serials(tmp_path):
+    inst = _instance(tmp_path, instance_store=(1 << 30, 1 << 30), instance_id="i-0abc")
+    argv = qemu.qemu_argv(inst, tmp_path / "c.log")
+    devices = [argv[i + 1] for i, arg in enumerate(argv) if arg == "-device" and argv[i + 1].startswith("nvme,")]
+    serials = [inst.instance_store_serial(0), inst.instance_store_serial(1)]
+    assert devices == [f"nvme,drive=store{n},serial={serials[n]}" for n in (0, 1)]
+    for serial in serials:  # EC2's form, the NVMe serial field's 20 characters; one per disk and instance
+        assert len(serial) == 20 and serial.startswith("AWS") and serial[3:].isalnum() and serial.isupper()
+    assert serials[0] != serials[1]
+    assert serials[0] != _instance(tmp_path, instance_id="i-0def").instance_store_serial(0)
+    joined = " ".join(argv)
+    assert f"file={tmp_path / 'i' / 'instance-store-1.img'},format=raw,if=none,id=store1" in joined
+    assert "nvme" not in " ".join(qemu.qemu_argv(_instance(tmp_path), tmp_path / "c.log"))
+
+
+def test_instance_store_files_are_sparse_blank_and_survive_a_restart(tmp_path):
+    inst = _instance(tmp_path, instance_store=(8 << 30,))
+    inst.work_dir.mkdir(parents=True)
+    qemu.create_instance_store(inst)
+    disk = inst.instance_store_disk(0)
+    assert disk.stat().st_size == 8 << 30 and disk.stat().st_blocks == 0
+    with disk.open("r+b") as fh:
+        fh.write(b"xfs")
+    qemu.create_instance_store(inst)  # the same instance started again (a reboot keeps instance store)
+    with disk.open("rb") as fh:
+        assert fh.read(3) == b"xfs"
+
+
+def test_udev_rule_gives_the_name_ec2s_model_number_gives():
+    rule = qemu.INSTANCE_STORE_UDEV_RULE
+    lines = [line for line in rule.splitlines() if line and not line.startswith("#")]
+    assert len(lines) == 1
+    assert 'ATTRS{model}=="QEMU NVMe Ctrl"' in lines[0] and 'ATTRS{serial}=="AWS*"' in lines[0]
+    # what 60-persistent-storage.rules makes of EC2's model number: nvme-<model, spaces as _>_<serial>
+    assert 'SYMLINK+="disk/by-id/nvme-Amazon_EC2_NVMe_Instance_Storage_$attr{serial}"' in lines[0]
+    assert qemu.INSTANCE_STORE_UDEV_PATH.startswith("etc/udev/rules.d/") and qemu.INSTANCE_STORE_UDEV_PATH.endswith(
+        ".rules"
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "sizes"),
+    [
+        ("0", ()),
+        ("2", (8 << 30,) * 2),
+        ("2x4G", (4 << 30,) * 2),
+        ("1x512m", (512 << 20,)),
+        ("3x1048576", (1 << 20,) * 3),
+    ],
+)
+def test_parse_instance_store(spec, sizes):
+    assert launch.parse_instance_store(spec) == sizes
+
+
+@pytest.mark.parametrize(
+    ("spec", "why"),
+    [
+        ("two", "N must be a whole number"),
+        ("25", "between 0 and 24"),
+        ("2x", "SIZE must be a positive"),
+        ("2x0G", "SIZE must be a positive"),
+        ("2x4Q", "SIZE must be a positive"),
+        ("2x1000", "multiple of 512"),
+        ("-1", "N must be a whole number"),
+    ],
+)
+def test_parse_instance_store_refuses_with_the_option_named(spec, why):
+    with pytest.raises(launch.LaunchError, match=f"--instance-store '{spec}': .*{why}"):
+        launch.parse_instance_store(spec)

@@ -301,8 +301,9 @@ def test_network_name_resolution(agent):
 class FakeRunner:
     """Answers the commands setup-local-disks runs, like a fresh instance with its disks unformatted."""
 
-    def __init__(self):
+    def __init__(self, active=()):
         self.commands = []
+        self.active = set(active)
 
     def __call__(self, argv):
         argv = list(argv)
@@ -313,7 +314,8 @@ class FakeRunner:
         if argv[0] == "blkid":
             return localdisks.Result(0, "0b0d1c4e-1111-2222-3333-444455556666\n")
         if argv[:2] == ["systemctl", "is-active"]:
-            return localdisks.Result(3, "inactive\n")
+            states = ["active" if unit in self.active else "inactive" for unit in argv[2:]]
+            return localdisks.Result(0 if set(states) == {"active"} else 3, "".join(f"{s}\n" for s in states))
         return localdisks.Result(0, "")
 
 
@@ -339,6 +341,11 @@ def test_local_disks_raid0(agent):
     assert create == ["mdadm", "--create", "--force", "--verbose", "/dev/md/kubernetes", "--level=0",
                       "--name=kubernetes", "--raid-devices=2", "/dev/nvme1n1", "/dev/nvme2n1"]  # fmt: skip
     assert ["mkfs.xfs", "-K", "-l", "su=8b", "/dev/md/kubernetes"] in commands
+    # udev's /dev/md/kubernetes link waited for between the array's creation and its first use
+    settles = [i for i, c in enumerate(commands) if c[:2] == ["udevadm", "settle"]]
+    assert len(settles) == 2 and commands.index(create) < settles[1] < commands.index(
+        ["mkfs.xfs", "-K", "-l", "su=8b", "/dev/md/kubernetes"]
+    )
     assert ["systemctl", "enable", "mnt-k8s\\x2ddisks-0.mount", "--now"] in commands
     unit = (agent.root / "etc/systemd/system/mnt-k8s\\x2ddisks-0.mount").read_text()
     assert "What=UUID=0b0d1c4e-1111-2222-3333-444455556666\nWhere=/mnt/k8s-disks/0\nType=xfs\n" in unit
@@ -346,6 +353,33 @@ def test_local_disks_raid0(agent):
         assert ["cp", "-a", f"{path}/", f"/mnt/k8s-disks/0/{path.rsplit('/', 1)[1]}/"] in commands
     assert (agent.root / "etc/systemd/system/var-lib-kubelet.mount").read_text().count("Options=bind") == 1
     assert "ARRAY /dev/md/kubernetes" in (agent.root / ".aws/mdadm.conf").read_text()
+    # the array is mounted before anything is copied onto it; the bind mounts after every copy, with no second reload
+    binds = ["var-lib-kubelet.mount", "var-lib-containerd.mount", "var-lib-soci\\x2dsnapshotter\\x2dgrpc.mount",
+             "var-log-pods.mount"]  # fmt: skip
+    enables = [i for i, c in enumerate(commands) if c[:2] == ["systemctl", "enable"]]
+    copies = [i for i, c in enumerate(commands) if c[0] == "cp"]
+    assert [commands[i] for i in enables] == [
+        ["systemctl", "enable", "mnt-k8s\\x2ddisks-0.mount", "--now"],
+        ["systemctl", "enable", "--no-reload", "--now", *binds],
+    ]
+    assert enables[0] < min(copies) and max(copies) < enables[1]
+    assert not any(c[:2] in (["systemctl", "stop"], ["systemctl", "start"]) for c in commands)  # nothing was running
+
+
+def test_local_disks_raid0_stops_running_services_and_skips_linked_dirs(tmp_path):
+    """A re-run on a node where the kubelet's directory is already on the array and both services run: only
+    containerd's directories move (SOCI and pod logs have no running unit here), containerd stopped meanwhile."""
+    instance_store(tmp_path, 2)
+    runner = FakeRunner(active={"var-lib-kubelet.mount", "kubelet.service", "containerd.service"})
+    localdisks.LocalDisks("RAID0", disabled_mounts=["PodLogs"], root=tmp_path, runner=runner).apply()
+    commands = runner.commands
+    assert [c[2] for c in commands if c[0] == "cp"] == ["/var/lib/containerd/", "/var/lib/soci-snapshotter-grpc/"]
+    stop = commands.index(["systemctl", "stop", "containerd.service"])
+    start = commands.index(["systemctl", "start", "containerd.service"])
+    copies = [i for i, c in enumerate(commands) if c[0] == "cp"]
+    assert stop < min(copies) and max(copies) < start
+    assert not (tmp_path / "etc/systemd/system/var-lib-kubelet.mount").exists()
+    assert not (tmp_path / "etc/systemd/system/var-log-pods.mount").exists()
 
 
 def test_local_disks_plan_and_report(agent):
@@ -356,9 +390,7 @@ def test_local_disks_plan_and_report(agent):
         )
     )
     assert result.code == EXIT_OK
-    assert (
-        "spec.instance.localStorage (RAID10): not set up (--dry-run, --no-start or --root other than /)" in result.err
-    )
+    assert "spec.instance.localStorage (RAID10): not set up (--dry-run or --root other than /)" in result.err
 
 
 def test_local_disks_raid10_needs_four_disks_and_mount_mounts_each(tmp_path):
@@ -370,14 +402,17 @@ def test_local_disks_raid10_needs_four_disks_and_mount_mounts_each(tmp_path):
     assert [c for c in runner.commands if c[0] == "mkfs.xfs"] == [
         ["mkfs.xfs", "-l", "su=8b", f"/dev/nvme{n}n1"] for n in (1, 2, 3)
     ]
-    assert ["systemctl", "enable", "data-3.mount", "--now"] in runner.commands
+    # one reload for the three mount units
+    assert ["systemctl", "enable", "--now", "data-1.mount", "data-2.mount", "data-3.mount"] in runner.commands
+    assert sum(c[:2] == ["systemctl", "enable"] for c in runner.commands) == 1
     assert not any(c[:2] == ["mdadm", "--create"] for c in runner.commands)
 
 
 def test_local_disks_without_instance_store_do_nothing(tmp_path):
     runner = FakeRunner()
     localdisks.LocalDisks("RAID0", root=tmp_path, runner=runner).apply()
-    assert runner.commands == []
+    # udev's queue drained first (at boot a disk may not be named yet), then nothing: no NVMe instance store
+    assert runner.commands == [["udevadm", "settle", "--timeout=60"]]
 
 
 def test_raid_bind_mounts_skip_disabled(tmp_path):
