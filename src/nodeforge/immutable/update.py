@@ -175,13 +175,12 @@ def update_slot(
     )
 
 
-def begin_boot(disk: Path) -> BootChoice:
-    """What GRUB does at power-on, on the disk file: choose the slot, take a try if it is pending, persist it.
+def grub_choice(layout: DiskLayout) -> tuple[BootRecord, dict[str, str], str, dict[str, str], str]:
+    """The slot GRUB will boot next and what it will write (nothing is written here).
 
-    The same decision as the disk's grub.cfg (:func:`nodeforge.vm.ab_grub.choose` on the same grubenv,
-    the same variables written); for tests and tools that do not boot the disk.
+    Returns the boot record, the grubenv, the slot, GRUB's grubenv changes, and why a higher-priority slot is
+    skipped ("" when none is). Raises :class:`DiskError` when no slot is bootable.
     """
-    layout = read_layout(disk)
     record = layout.read_record()
     env = layout.read_env()
     slot, changes = ab_grub.choose(env)
@@ -191,6 +190,17 @@ def begin_boot(disk: Path) -> BootChoice:
     alt = record.slots[other(slot)]
     if alt.filled and alt.priority > record.slots[slot].priority and not alt.bootable:
         skipped = f"slot {other(slot).upper()} skipped: {alt.describe()} (tries exhausted without mark-successful)"
+    return record, env, slot, changes, skipped
+
+
+def begin_boot(disk: Path) -> BootChoice:
+    """What GRUB does at power-on, on the disk file: choose the slot, take a try if it is pending, persist it.
+
+    The same decision as the disk's grub.cfg (:func:`nodeforge.vm.ab_grub.choose` on the same grubenv,
+    the same variables written); for tests and tools that do not boot the disk.
+    """
+    layout = read_layout(disk)
+    record, env, slot, changes, skipped = grub_choice(layout)
     info = record.slots[slot]
     consumed = changes[ab_grub.var(slot, "tries")] != str(info.tries_left)
     layout.write_env({**env, **changes})

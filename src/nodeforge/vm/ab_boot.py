@@ -23,11 +23,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nodeforge.immutable.errors import DiskError
 from nodeforge.immutable.initramfs import SWITCH_MARK, VERITY_NAME
 from nodeforge.immutable.layout import LOCAL_SETTINGS_FLAG
-from nodeforge.immutable.record import other
-from nodeforge.immutable.update import mark_successful
+from nodeforge.immutable.update import grub_choice, mark_successful
 from nodeforge.vm import ab_grub, qemu
 from nodeforge.vm import disk as diskimage
 from nodeforge.vm.ab_disk import DiskLayout, read_layout
@@ -154,14 +152,7 @@ class _Before:
 
 
 def _before(layout: DiskLayout) -> _Before:
-    record = layout.read_record()
-    slot, _changes = ab_grub.choose(layout.read_env())
-    if slot is None:
-        raise DiskError(f"{layout.path}: no bootable slot in the boot record ({record.to_dict()['slots']})")
-    skipped = ""
-    alt = record.slots[other(slot)]
-    if alt.filled and alt.priority > record.slots[slot].priority and not alt.bootable:
-        skipped = f"slot {other(slot).upper()} skipped: {alt.describe()} (tries exhausted without mark-successful)"
+    record, _env, slot, _changes, skipped = grub_choice(layout)
     return _Before(slot=slot, tries=record.slots[slot].tries_left, skipped=skipped)
 
 
