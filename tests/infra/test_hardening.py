@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from node_facts import commands_on_path, installed_packages, stat_paths, sysctl_values
 
 pytestmark = pytest.mark.hardening
 REPO = Path(__file__).resolve().parents[2]
@@ -73,7 +74,7 @@ def effective_sysctl_files(host) -> dict[str, str]:
 
 
 def test_sysctl_file_mode(host):
-    conf = host.file(SYSCTL_FILE)
+    conf = stat_paths(host, [SYSCTL_FILE])[SYSCTL_FILE]
     assert conf.exists and conf.user == "root" and conf.mode == 0o644
 
 
@@ -94,12 +95,19 @@ def test_rp_filter_not_disabled(effective_sysctl_files):
     assert effective_sysctl_files.get("net.ipv4.conf.all.rp_filter") in {"1", "2"}
 
 
-@pytest.mark.parametrize("key", sorted(k for k in HARDENED_SYSCTLS if k.startswith(GLOBAL_PREFIXES)), ids=lambda k: k)
-def test_sysctl_applied(host, key):
-    path = "/proc/sys/" + key.replace(".", "/")
-    if not host.file(path).exists:
+GLOBAL_SYSCTLS = sorted(k for k in HARDENED_SYSCTLS if k.startswith(GLOBAL_PREFIXES))
+
+
+@pytest.fixture(scope="module")
+def running_sysctls(host) -> dict[str, int | str | None]:
+    return sysctl_values(host, GLOBAL_SYSCTLS)
+
+
+@pytest.mark.parametrize("key", GLOBAL_SYSCTLS, ids=lambda k: k)
+def test_sysctl_applied(running_sysctls, key):
+    if running_sysctls[key] is None:
         pytest.skip(f"this kernel has no {key}")
-    assert host.sysctl(key) == HARDENED_SYSCTLS[key]
+    assert running_sysctls[key] == HARDENED_SYSCTLS[key]
 
 
 def test_core_dumps_disabled(host):
@@ -157,8 +165,9 @@ def test_ssh_modern_algorithms(sshd_config):
 
 
 def test_ssh_dropin_mode(host):
-    dropin = host.file("/etc/ssh/sshd_config.d/10-nodeforge-hardening.conf")
-    if not host.file("/usr/sbin/sshd").exists:
+    stats = stat_paths(host, ["/usr/sbin/sshd", "/etc/ssh/sshd_config.d/10-nodeforge-hardening.conf"])
+    dropin = stats["/etc/ssh/sshd_config.d/10-nodeforge-hardening.conf"]
+    if not stats["/usr/sbin/sshd"].exists:
         assert not dropin.exists
         return
     assert dropin.user == "root" and dropin.mode == 0o600
@@ -181,17 +190,23 @@ def test_auditd_installed_and_enabled(host):
         "-w /etc/containerd -p wa -k containerd-config",
     ],
 )
-def test_audit_rules(host, watch):
+def test_audit_rules(audit_rules, watch):
+    stat, lines = audit_rules
+    assert stat.mode == 0o640 and stat.user == "root"
+    assert watch in lines
+
+
+@pytest.fixture(scope="module")
+def audit_rules(host):
+    path = "/etc/audit/rules.d/50-nodeforge.rules"
     with host.sudo():
-        rules = host.file("/etc/audit/rules.d/50-nodeforge.rules")
-        assert rules.mode == 0o640 and rules.user == "root"
-        assert watch in rules.content_string.splitlines()
+        return stat_paths(host, [path])[path], host.check_output(f"cat {path}").splitlines()
 
 
 @pytest.mark.parametrize(("path", "mode"), [("/etc/kubernetes", 0o750), ("/var/lib/kubelet", 0o700)])
 def test_restricted_dirs(host, path, mode):
-    directory = host.file(path)
-    assert directory.is_directory and directory.user == "root" and directory.group == "root"
+    directory = stat_paths(host, [path])[path]
+    assert directory.kind == "directory" and directory.user == "root" and directory.group == "root"
     assert directory.mode == mode
 
 
@@ -384,16 +399,20 @@ def test_kubelet_and_containerd_state_keep_exec(host):
 
 
 def test_cron_restricted(host):
-    for path in ["/etc/crontab", "/etc/cron.d", "/etc/cron.hourly", "/etc/cron.daily", "/etc/cron.weekly",
-                 "/etc/cron.monthly"]:  # fmt: skip
-        entry = host.file(path)
+    cron = ["/etc/crontab", *(f"/etc/cron.{d}" for d in ("d", "hourly", "daily", "weekly", "monthly"))]
+    tools = ("cron", "at")
+    stats = stat_paths(host, cron + [f"/etc/{tool}.{kind}" for tool in tools for kind in ("allow", "deny")])
+    for path in cron:
+        entry = stats[path]
         if entry.exists:
             assert entry.user == "root" and entry.group == "root" and entry.mode & 0o077 == 0, f"{path} {entry.mode:o}"
-    for tool in ("cron", "at"):
-        allow = host.file(f"/etc/{tool}.allow")
+    with host.sudo():
+        allowed = host.run("cat /etc/cron.allow; echo '|'; cat /etc/at.allow").stdout.split("|")
+    for tool, content in zip(tools, allowed, strict=True):
+        allow = stats[f"/etc/{tool}.allow"]
         assert allow.exists and allow.user == "root" and allow.mode & 0o037 == 0
-        assert allow.content_string.split() == ["root"]
-        assert not host.file(f"/etc/{tool}.deny").exists
+        assert content.split() == ["root"], f"/etc/{tool}.allow: {content!r}"
+        assert not stats[f"/etc/{tool}.deny"].exists
 
 
 def test_no_extra_uid0(host):
@@ -411,18 +430,17 @@ def test_system_accounts_locked(host, shadow):
 
 def test_no_rhosts_netrc(host):
     homes = {a[5] for a in accounts(host) if a[5] not in {"/", ""}}
+    paths = [f"{home}/{name}" for home in sorted(homes) for name in (".rhosts", ".shosts", ".netrc")]
     with host.sudo():
-        for home in sorted(homes):
-            for name in (".rhosts", ".shosts", ".netrc"):
-                assert not host.file(f"{home}/{name}").exists, f"{home}/{name}"
-    assert not host.file("/etc/hosts.equiv").exists and not host.file("/etc/shosts.equiv").exists
+        stats = stat_paths(host, [*paths, "/etc/hosts.equiv", "/etc/shosts.equiv"])
+    assert [path for path, stat in stats.items() if stat.exists] == []
 
 
 def test_legacy_packages_removed(host):
     names = LEGACY_PACKAGES.get(family(host), [])
     assert names, f"no legacy package list for {family(host)}"
-    assert [n for n in names if host.package(n).is_installed] == []
-    assert [c for c in LEGACY_COMMANDS if host.exists(c)] == []
+    assert installed_packages(host, names) == []
+    assert commands_on_path(host, LEGACY_COMMANDS) == []
 
 
 def test_repository_signatures(host):

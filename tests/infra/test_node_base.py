@@ -1,6 +1,9 @@
 """node_base: kernel modules, sysctls, swap, time sync, journald."""
 
+from __future__ import annotations
+
 import pytest
+from node_facts import PathStat, stat_paths, sysctl_values
 
 pytestmark = pytest.mark.node_base
 
@@ -25,16 +28,30 @@ def test_modules_persisted(host):
     assert {"overlay", "br_netfilter"} <= set(conf.content_string.split())
 
 
+SYSCTL_CONF = "/etc/sysctl.d/99-kubernetes.conf"
+
+
+@pytest.fixture(scope="module")
+def sysctl_conf(host) -> tuple[PathStat, list[str]]:
+    lines = host.file(SYSCTL_CONF).content_string.replace(" ", "").splitlines()
+    return stat_paths(host, [SYSCTL_CONF])[SYSCTL_CONF], lines
+
+
+@pytest.fixture(scope="module")
+def running_sysctls(host) -> dict[str, int | str | None]:
+    return sysctl_values(host, sorted(EXPECTED_SYSCTLS))
+
+
 @pytest.mark.parametrize(("key", "value"), sorted(EXPECTED_SYSCTLS.items()))
-def test_sysctl_persisted(host, key, value):
-    conf = host.file("/etc/sysctl.d/99-kubernetes.conf")
+def test_sysctl_persisted(sysctl_conf, key, value):
+    conf, lines = sysctl_conf
     assert conf.mode == 0o644 and conf.user == "root"
-    assert f"{key}={value}" in conf.content_string.replace(" ", "").splitlines()
+    assert f"{key}={value}" in lines
 
 
 @pytest.mark.parametrize(("key", "value"), sorted(EXPECTED_SYSCTLS.items()))
-def test_sysctl_applied(host, key, value):
-    assert host.sysctl(key) == value
+def test_sysctl_applied(running_sysctls, key, value):
+    assert running_sysctls[key] == value
 
 
 def test_swap_off(host):
