@@ -72,7 +72,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if "/tests/e2e/" in str(item.fspath):
             item.add_marker(pytest.mark.e2e)
     order = {id(item): index for index, item in enumerate(items)}
-    items.sort(key=lambda item: (_schedule_rank(item), order[id(item)]))
+    # within a group: tests that need only the baked disk (tests/e2e/conftest.py) before those that wait for the
+    # whole bake, so the group's other boots run beside the bake's first boot and checks
+    items.sort(key=lambda item: (_schedule_rank(item), "baked" in getattr(item, "fixturenames", ()), order[id(item)]))
 
 
 @pytest.fixture(scope="session")

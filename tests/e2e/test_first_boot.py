@@ -29,7 +29,7 @@ def _node_report(path: str) -> dict:
     return json.loads(Path(path).read_text())
 
 
-def _assert_configured(node: dict, user_data: bytes, rootfs_tar: str, *, compare_files: bool = True) -> None:
+def _assert_configured(node: dict, user_data: bytes, rootfs_tar: str | Path, *, compare_files: bool = True) -> None:
     """The node configured itself: agent once and successful, files as computed, kubelet started with them."""
     report = node["report"]
     extra = report["extra"]
@@ -53,7 +53,7 @@ def _assert_configured(node: dict, user_data: bytes, rootfs_tar: str, *, compare
     assert extra["container"]["ran"], extra["container"]
 
 
-def _assert_files_as_computed(node: dict, user_data: bytes, rootfs_tar: str) -> None:
+def _assert_files_as_computed(node: dict, user_data: bytes, rootfs_tar: str | Path) -> None:
     """Every file the agent writes for this user data and instance (run here on a root seeded from the image) is on
     the node with the same bytes."""
     want = expected_files(
@@ -140,16 +140,16 @@ BAD_LAUNCHES = {
 
 
 @pytest.fixture(scope="session")
-def launches(baked, tmp_path_factory) -> dict[str, object]:
+def launches(baked_disk, tmp_path_factory) -> dict[str, object]:
     """Every extra launch of the session's disk, side by side (each its own instance and root volume).
 
     A managed-node-group user data under OVMF (its bootstrap.sh call with ``--local-disks mount``, on an instance
     with two instance-store disks), then the same instance started again (a reboot: root volume and instance store
     as the first boot left them); and the four bad launches. TCG boots are CPU-bound: running them together keeps
-    the bake group's length to about two boots.
+    the bake group's length to about two boots. They start as soon as the bake has built its disk (beside the bake's
+    own first boot and checks over SSH).
     """
-    report, _ = baked
-    disk = Path(report.boot["disk"])
+    disk = baked_disk.disk
     mng = (USER_DATA_DIR / "mng-al2-local-disks.mime").read_bytes()
     karpenter = (USER_DATA_DIR / "karpenter-al2023.mime").read_bytes()
 
@@ -197,19 +197,19 @@ def _as_dict(node: NodeReport) -> dict:
     return {"report": node.report, "metadata": node.metadata, "marks": node.marks, "console_log": node.console_log}
 
 
-def test_mng_user_data_configures_the_node_under_uefi(mng_uefi, baked):
+def test_mng_user_data_configures_the_node_under_uefi(mng_uefi, baked_disk):
     first, _, user_data = mng_uefi
     assert first.ok, first.problems
     console = first.console_log.read_text(errors="replace")
     assert "(efi)" in console
-    _assert_configured(_as_dict(first), user_data, baked[0].rootfs_tar, compare_files=False)
+    _assert_configured(_as_dict(first), user_data, baked_disk.rootfs_tar, compare_files=False)
     args = first.node["kubelet_args"]
     assert any("eks.amazonaws.com/nodegroup=ng-1" in arg for arg in args), args
 
 
-def test_mng_node_files_equal_the_agents_reading(mng_uefi, baked):
+def test_mng_node_files_equal_the_agents_reading(mng_uefi, baked_disk):
     first, _, user_data = mng_uefi
-    _assert_files_as_computed(_as_dict(first), user_data, baked[0].rootfs_tar)
+    _assert_files_as_computed(_as_dict(first), user_data, baked_disk.rootfs_tar)
 
 
 def _mount_storage(node: NodeReport) -> tuple[dict[str, str], dict[str, dict[str, str]]]:

@@ -32,20 +32,19 @@ _TOOLS = ("qemu-system-x86_64", "mkfs.erofs", "veritysetup", "sfdisk", "mkfs.ext
 
 
 @pytest.fixture(scope="module")
-def sealed(baked, tmp_path_factory):
+def sealed(baked_disk, tmp_path_factory):
     """Seal the baked image as the Packer template does, then run the bake's immutable stage."""
     missing = [t for t in _TOOLS if not shutil.which(t, path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")]
     if missing:
         pytest.fail(f"missing tools {missing}: scripts/setup.sh installs them")
-    bake_report, _ = baked
     out = tmp_path_factory.mktemp("immutable")
     manifest = out / "manifest.json"
-    shutil.copyfile(bake_report.manifest, manifest)
+    shutil.copyfile(baked_disk.manifest, manifest)
     timings: dict[str, float] = {}
     started = time.monotonic()
     result = CliRunner().invoke(
         app,
-        ["image", "seal-image", bake_report.image, "--out", str(out / "immutable" / "sealed"),
+        ["image", "seal-image", baked_disk.image, "--out", str(out / "immutable" / "sealed"),
          "--manifest", str(manifest), "--rootfs-tar", str(out / "rootfs.tar")],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -59,7 +58,7 @@ def sealed(baked, tmp_path_factory):
         finally:
             timings[name] = round(time.monotonic() - begun, 1)
 
-    _seal(BakeOptions(variant="immutable"), report, out / "rootfs.tar", out, bake_report.image, stage)
+    _seal(BakeOptions(variant="immutable"), report, out / "rootfs.tar", out, baked_disk.image, stage)
     print("\n" + json.dumps({"timings": timings, **report.immutable}, indent=2, default=str))
     return report, manifest
 
