@@ -116,6 +116,7 @@ def bench_processes(db: Path, runs: int, module: str = "nodeforge") -> dict[str,
         "diff": ["diff", ref, other],
         "history --limit 20": ["history", "--limit", "20"],
         "export karpenter": ["export", "karpenter", *select, "--region", region],
+        "export eksctl": ["export", "eksctl", *select, "--region", region, "--cluster", "bench"],
     }
     # As installed packages are: with bytecode (this machine sets PYTHONDONTWRITEBYTECODE; reading .pyc still works).
     import compileall

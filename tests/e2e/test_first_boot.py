@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -118,6 +119,34 @@ def test_karpenter_raid0_instance_store_on_the_first_boot(baked):
     assert "ran: mdadm --create --force --verbose /dev/md/kubernetes --level=0" in journal, journal
 
 
+# One check per area of the hardening role (tests/infra/test_hardening.py). The bake runs playbooks/node.yml, whose
+# hardening role keeps its defaults: every area on. Each must pass on the booted node, the node that started
+# containerd, ran a container and started the kubelet (the first-boot tests above). test_mount_options_live can only
+# pass there (a container's mounts are its runtime's); SELinux is set on Amazon Linux 2023 only, and this bake is
+# Debian: its check is the one hardening check allowed to skip.
+HARDENING_AREA_CHECKS = (
+    "test_sysctl_applied", "test_core_dumps_disabled", "test_module_disabled", "test_ssh_no_root_login",
+    "test_auditd_installed_and_enabled", "test_restricted_dirs", "test_unneeded_service_masked", "test_login_defs",
+    "test_pam_lockout_stack", "test_pam_password_quality_stack", "test_no_unexpected_suid_sgid",
+    "test_mount_options_live", "test_cron_restricted", "test_no_extra_uid0", "test_system_accounts_locked",
+    "test_no_rhosts_netrc", "test_legacy_packages_removed", "test_repository_signatures",
+    "test_ctrl_alt_del_disabled",
+)  # fmt: skip
+HARDENING_MAY_SKIP = ("test_selinux_state",)
+
+
+def junit_outcomes(junit: Path, module: str) -> dict[str, str]:
+    """Test name (with its parameters) -> passed / skipped / failed, for the tests of one tests/infra module."""
+    outcomes = {}
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        if case.get("classname", "").rsplit(".", 1)[-1] != module:
+            continue
+        tags = {child.tag for child in case}
+        outcome = "failed" if tags & {"failure", "error"} else "skipped" if "skipped" in tags else "passed"
+        outcomes[case.get("name", "")] = outcome
+    return outcomes
+
+
 def test_checks_pass_on_the_booted_node_over_ssh(baked):
     """tests/infra ran over SSH (key from IMDS, installed by cloud-init) against the running node."""
     report, _ = baked
@@ -128,6 +157,12 @@ def test_checks_pass_on_the_booted_node_over_ssh(baked):
     # checks that can only pass on a booted node ran there, not skipped
     for name in ("test_first_boot_ran_from_imds", "test_cis_3_2_9"):
         assert name in junit
+    hardening = junit_outcomes(Path(ssh["junit"]), "test_hardening")
+    for check in HARDENING_AREA_CHECKS:  # every area applied on the node, not skipped
+        runs = {name: outcome for name, outcome in hardening.items() if name.split("[")[0] == check}
+        assert runs and set(runs.values()) == {"passed"}, (check, runs)
+    skipped = sorted({name.split("[")[0] for name, outcome in hardening.items() if outcome == "skipped"})
+    assert set(skipped) <= set(HARDENING_MAY_SKIP), skipped
     assert report.boot["powered_off_cleanly"]
 
 

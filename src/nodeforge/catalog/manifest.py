@@ -106,6 +106,9 @@ def parse_rule(spec: str) -> Rule:
             raise InputError(f"--rule {spec!r}: {item!r} is not KEY=VALUE")
         if key not in RULE_KEYS:
             raise InputError(f"--rule {spec!r}: {key!r} is not a field a rule can set ({', '.join(RULE_KEYS)})")
+        why = value_problem(key, value)
+        if why:
+            raise InputError(f"--rule {spec!r}: {key}: {why}")
         values[key] = value
     return Rule(spec=spec, on=what, pattern=pattern.strip(), values=values)
 
@@ -227,6 +230,7 @@ def _complete(
 ) -> Image:
     data, build_time = dict(item.data), item.build_time
     label = f"{source}: {item.where} ({item.name})"
+    origins: dict[str, str] = {}  # key -> where a value the manifest lacked came from (EC2; rules are checked early)
     lacking = item.lacks()
     if lacking:
         ec2 = next(
@@ -245,6 +249,7 @@ def _complete(
                 filled.append("build_time")
             if filled:
                 notes.append(f"{label}: {', '.join(filled)} from EC2 {artifact.region}:{artifact.artifact_id}")
+                origins.update(dict.fromkeys(filled, f"EC2 {artifact.region}:{artifact.artifact_id}"))
         ami_name = data.get("image_name", "")
         for index, rule in enumerate(rules):
             subject = item.name if rule.on == "build" else ami_name
@@ -262,7 +267,7 @@ def _complete(
             raise ManifestError(source, f"{item.where}.custom_data.{key}", _missing(item, key, asked_ec2, described))
     if build_time is None:
         raise ManifestError(source, f"{item.where}.build_time", _missing(item, "build_time", asked_ec2, described))
-    return _image(item, data, build_time, source)
+    return _image(item, data, build_time, source, origins)
 
 
 def _fill(data: dict[str, str], values: Mapping[str, str]) -> list[str]:
@@ -297,21 +302,38 @@ def _missing(item: _Build, key: str, asked_ec2: bool, described: dict[tuple[str,
     return f"{head}: {'; or '.join(fixes)}"
 
 
-def _image(item: _Build, data: dict[str, str], build_time: int, source: str) -> Image:
+def value_problem(key: str, value: str) -> str | None:
+    """Why ``value`` cannot be the image's ``key`` (the checked facts: version, OS, arch, build time), or None."""
+    if key == "kubernetes_version" and not KUBERNETES_VERSION_RE.match(value.strip()):
+        return f"{value!r} is not a Kubernetes minor version like 1.31"
+    if key == "os" and not OS_RE.match(value.strip().lower()):
+        return f"{value!r} is not an OS name like al2023, al2 or debian12"
+    if key == "arch" and normalise_arch(value) is None:
+        return f"unknown arch {value!r} (x86_64 or arm64; amd64 and aarch64 accepted)"
+    if key == "build_time" and not value.strip().isdigit():
+        return f"{value!r} is not Unix seconds (an integer)"
+    return None
+
+
+def _image(item: _Build, data: dict[str, str], build_time: int, source: str, origins: Mapping[str, str]) -> Image:
     cd = f"{item.where}.custom_data"
+    for key in REQUIRED_KEYS:
+        why = value_problem(key, data[key])
+        if why is None:
+            continue
+        origin = origins.get(key)
+        if origin is None:
+            fix = "fix it in the Packer template's custom_data (a --rule never overrides the manifest)"
+        else:
+            fix = (
+                f"the value came from {origin} (its tags or name): set custom_data.{key} in the template (it wins "
+                f"over EC2), or pass --no-ec2 with --rule 'build={item.name}:{key}=VALUE'"
+            )
+        raise ManifestError(source, f"{cd}.{key}", f"{why}; {fix}")
     kubernetes_version = data["kubernetes_version"].strip()
-    if not KUBERNETES_VERSION_RE.match(kubernetes_version):
-        raise ManifestError(
-            source, f"{cd}.kubernetes_version", f"{kubernetes_version!r} is not a Kubernetes minor version like 1.31"
-        )
     os_family = data["os"].strip().lower()
-    if not OS_RE.match(os_family):
-        raise ManifestError(source, f"{cd}.os", f"{data['os']!r} is not an OS name like al2023, al2 or debian12")
     arch = normalise_arch(data["arch"])
-    if arch is None:
-        raise ManifestError(
-            source, f"{cd}.arch", f"unknown arch {data['arch']!r} (x86_64 or arm64; amd64 and aarch64 accepted)"
-        )
+    assert arch is not None  # checked above
     default_name = f"{item.name}-{kubernetes_version}-{os_family}-{arch}-{build_time}"
     if item.builder_type in DOCKER_BUILDERS and not item.artifact_id.startswith("sha256:"):
         default_name = item.artifact_id

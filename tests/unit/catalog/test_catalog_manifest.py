@@ -178,7 +178,11 @@ BAD = {
         "builds[0].custom_data.kubernetes_version",
         "missing",
     ),
-    "unknown arch": (with_data(arch="sparc"), "builds[0].custom_data.arch", "unknown arch 'sparc'"),
+    "unknown arch": (
+        with_data(arch="sparc"),
+        "builds[0].custom_data.arch",
+        "amd64 and aarch64 accepted); fix it in the Packer template's custom_data",
+    ),
     "patch version": (with_data(kubernetes_version="1.31.2"), "builds[0].custom_data.kubernetes_version", "minor"),
     "bad os": (with_data(os="Amazon Linux"), "builds[0].custom_data.os", "not an OS name"),
     "number in custom_data": (with_data(kubelet_version=1.31), "builds[0].custom_data.kubelet_version", "string"),
@@ -391,8 +395,32 @@ def test_a_build_without_facts_is_refused_with_its_fixes(tmp_path: Path) -> None
         ("build=x:os", "'os' is not KEY=VALUE"),
         ("build=x:colour=red", "'colour' is not a field a rule can set"),
         ("name=x:os=al2", "expected build=GLOB"),
+        # a rule's value is checked when the rule is read, so the refusal names the rule, not custom_data
+        ("build=x:arch=sparc", r"--rule 'build=x:arch=sparc': arch: unknown arch 'sparc'"),
+        ("build=x:kubernetes_version=v1.31", "kubernetes_version: 'v1.31' is not a Kubernetes minor version"),
+        ("ami=eks-*:os=Amazon Linux", "os: 'Amazon Linux' is not an OS name"),
+        ("build=x:build_time=2024-11-07", "build_time: '2024-11-07' is not Unix seconds"),
     ],
 )
 def test_bad_rules(spec: str, words: str) -> None:
     with pytest.raises(InputError, match=words):
         parse_rule(spec)
+
+
+def test_a_bad_value_from_ec2_names_ec2_and_the_fix() -> None:
+    """A template that tags its AMIs os="Amazon Linux 2": the refusal says the value came from EC2, not custom_data,
+    and how to override it (custom_data wins over EC2; a --rule only fills what EC2 left out)."""
+    build = with_build(custom_data=None)["builds"][0]
+
+    def ec2(pairs: object) -> dict:
+        return {pair: {"kubernetes_version": "1.31", "os": "Amazon Linux 2", "arch": "x86_64"} for pair in pairs}
+
+    with pytest.raises(ManifestError) as caught:
+        parse({"builds": [build]}, facts=ec2)
+    assert caught.value.field == "builds[0].custom_data.os"
+    message = str(caught.value)
+    assert (
+        f"'Amazon Linux 2' is not an OS name like al2023, al2 or debian12; the value came from EC2 us-east-1:{AMI_A}"
+        in message
+    )
+    assert "set custom_data.os in the template" in message and "--no-ec2 with --rule 'build=node:os=VALUE'" in message
