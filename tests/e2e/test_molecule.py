@@ -15,8 +15,9 @@ SCENARIOS = sorted(p.parent.name for p in (REPO / "molecule").glob("*/molecule.y
 # Packages a scenario's converge installs that no other scenario does: when the run has its package cache
 # (tests/conftest.py), its transfer log must show them served during the scenario, i.e. the converge's apt traffic
 # went through the cache.
-MOLECULE_NICENESS = 5
 CACHE_PROBES = {"os_packages": ("jq", "libjq1")}
+# nice(1) of the scenarios that are not on the run's longest paths (see test_molecule_scenario)
+MOLECULE_NICENESS = 5
 REFRESH_TASK = "TASK [os_packages : Refresh the apt package index when packages are missing]"
 
 
