@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import time
 import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from nodeforge.vm.disk import PROBE_EXTRA_SCRIPT
 from nodeforge.vm.launch import FIRST_BOOT_USER_DATA, USER_DATA_DIR, LaunchOptions, NodeReport, expected_files, launch
 
 # The session's bake (conftest.baked) is shared with tests/e2e/test_bake.py: one worker, one bake.
@@ -172,6 +176,59 @@ BAD_LAUNCHES = {
     "imds-unreachable": {"user_data": b"", "imds": "unreachable", "reason": "unreachable"},
     "imdsv1-only": {"user_data": b"", "imds": "v1-only", "reason": "HTTP 403"},
 }
+# The bad launch that is a first boot of its own; the others run the bootstrap unit again in that instance with the
+# metadata service changed (a boot each would cost three more TCG boots; the unit, its journal and the console are
+# the same). It keeps IMDSv2 answering, so cloud-init installs the SSH key the reruns are driven through.
+FIRST_BAD = "no-user-data"
+
+
+@dataclass
+class BadRun:
+    """One run of the bootstrap unit on a node given bad input: what the tests look at."""
+
+    units: dict[str, dict[str, str]]
+    journal: str  # this run's journal (its invocation only)
+    console: str  # the serial console during this run
+    files: dict[str, str]
+
+    def unit(self, name: str) -> dict[str, str]:
+        return dict(self.units.get(name, {}))
+
+
+def _first_bad_run(node: NodeReport) -> BadRun:
+    console = node.console_log.read_text(errors="replace")
+    return BadRun(node.node.get("units", {}), "\n".join(node.node["bootstrap_journal"]), console, node.node["files"])
+
+
+def _ssh(node: NodeReport, command: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    argv = ["ssh", "-i", str(node.ssh_key), "-p", str(node.ssh_port), "-o", "StrictHostKeyChecking=no",
+            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "BatchMode=yes",
+            f"{node.ssh_user}@127.0.0.1", command]  # fmt: skip
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def _rerun_bad(node: NodeReport, name: str, karpenter: bytes) -> BadRun:
+    """Serve case NAME's metadata, start the failed bootstrap unit again, and read what this run did."""
+    case = BAD_LAUNCHES[name]
+    assert node.imds is not None
+    node.imds.user_data = case["user_data"] if case["user_data"] != b"" else karpenter
+    node.imds.tokens_disabled = case["imds"] == "v1-only"
+    node.imds.unreachable = case["imds"] == "unreachable"
+    console_before = node.console_log.stat().st_size
+    unit = "nodeforge-bootstrap.service"
+    run = _ssh(node, f"sudo systemctl reset-failed {unit}; sudo systemctl start {unit}")
+    assert run.returncode != 0, f"{name}: the bootstrap unit succeeded: {run.stdout}{run.stderr}"
+    probe = _ssh(node, f"sudo /usr/bin/python3 {PROBE_EXTRA_SCRIPT}")
+    assert probe.returncode == 0, probe.stderr
+    extra = json.loads(probe.stdout)
+    journal = _ssh(
+        node, f"sudo journalctl -o cat --no-pager _SYSTEMD_INVOCATION_ID=$(systemctl show -P InvocationID {unit})"
+    )
+    time.sleep(1)  # the console's last lines reach the file
+    with node.console_log.open("rb") as handle:
+        handle.seek(console_before)
+        console = handle.read().decode(errors="replace")
+    return BadRun(extra["units"], journal.stdout, console, extra["files"])
 
 
 @pytest.fixture(scope="session")
@@ -180,9 +237,9 @@ def launches(baked_disk, tmp_path_factory) -> dict[str, object]:
 
     A managed-node-group user data under OVMF (its bootstrap.sh call with ``--local-disks mount``, on an instance
     with two instance-store disks), then the same instance started again (a reboot: root volume and instance store
-    as the first boot left them); and the four bad launches. TCG boots are CPU-bound: running them together keeps
-    the bake group's length to about two boots. They start as soon as the bake has built its disk (beside the bake's
-    own first boot and checks over SSH).
+    as the first boot left them); and the bad launches: one first boot without user data, then the other bad
+    cases in that instance. They start as soon as the bake has built its disk (beside the bake's own first boot and
+    checks over SSH).
     """
     disk = baked_disk.disk
     mng = (USER_DATA_DIR / "mng-al2-local-disks.mime").read_bytes()
@@ -200,22 +257,31 @@ def launches(baked_disk, tmp_path_factory) -> dict[str, object]:
         )
         return launch(options), launch(options)  # the second boots the root volume the first left
 
-    def bad(name: str) -> NodeReport:
-        case = BAD_LAUNCHES[name]
-        user_data = case["user_data"] if case["user_data"] != b"" else karpenter
+    def bad() -> dict[str, BadRun]:
+        case = BAD_LAUNCHES[FIRST_BAD]
         options = LaunchOptions(
             disk=disk,
-            work_dir=tmp_path_factory.mktemp(f"bad-{name}"),
-            user_data=user_data,
+            work_dir=tmp_path_factory.mktemp(f"bad-{FIRST_BAD}"),
+            user_data=case["user_data"],
             imds=case["imds"],
             memory_mb=1536,
+            ssh=True,
+            keep_running=True,
         )
-        return launch(options)
+        node = launch(options)
+        try:
+            runs = {FIRST_BAD: _first_bad_run(node)}
+            for name in BAD_LAUNCHES:
+                if name != FIRST_BAD:
+                    runs[name] = _rerun_bad(node, name, karpenter)
+        finally:
+            node.power_off()
+        return runs
 
-    with ThreadPoolExecutor(max_workers=1 + len(BAD_LAUNCHES)) as pool:
+    with ThreadPoolExecutor(max_workers=2) as pool:
         pair = pool.submit(mng_twice)
-        bads = {name: pool.submit(bad, name) for name in BAD_LAUNCHES}
-        return {"mng": (*pair.result(), mng), **{name: future.result() for name, future in bads.items()}}
+        bads = pool.submit(bad)
+        return {"mng": (*pair.result(), mng), **bads.result()}
 
 
 @pytest.fixture(scope="session")
@@ -224,7 +290,7 @@ def mng_uefi(launches) -> tuple[NodeReport, NodeReport, bytes]:
 
 
 @pytest.fixture(scope="session")
-def bad_launches(launches) -> dict[str, NodeReport]:
+def bad_launches(launches) -> dict[str, BadRun]:
     return {name: launches[name] for name in BAD_LAUNCHES}
 
 
@@ -292,20 +358,16 @@ def test_restart_changes_nothing(mng_uefi):
 
 @pytest.mark.parametrize("name", sorted(BAD_LAUNCHES))
 def test_bad_launch_fails_loudly(bad_launches, name):
-    node = bad_launches[name]
+    run = bad_launches[name]
     reason = BAD_LAUNCHES[name]["reason"]
-    agent = node.unit("nodeforge-bootstrap.service")
+    agent = run.unit("nodeforge-bootstrap.service")
     assert agent["ActiveState"] == "failed" and agent["Result"] == "exit-code", agent
     started = int(agent["InactiveExitTimestampMonotonic"])
     ended = int(agent["InactiveEnterTimestampMonotonic"])
     # bounded: the agent exits by itself (Result exit-code, not timeout) before its unit's 300 s start timeout
     assert 0 < started < ended and (ended - started) / 1e6 < 300, agent
-    journal = "\n".join(node.node["bootstrap_journal"])
-    assert reason in journal, journal
-    console = node.console_log.read_text(errors="replace")
-    assert reason in console, "the reason is not on the serial console"
-    files = node.node["files"]
-    assert "/var/lib/kubelet/kubeconfig" not in files
-    assert "/etc/kubernetes/kubelet/config.json.d/40-nodeadm.conf" not in files
-    assert node.unit("kubelet.service")["ActiveState"] != "active"
-    assert not node.ok
+    assert reason in run.journal, run.journal
+    assert reason in run.console, "the reason is not on the serial console"
+    assert "/var/lib/kubelet/kubeconfig" not in run.files
+    assert "/etc/kubernetes/kubelet/config.json.d/40-nodeadm.conf" not in run.files
+    assert run.unit("kubelet.service")["ActiveState"] != "active"

@@ -46,6 +46,8 @@ class FakeImds:
     public_keys: dict[str, str] = field(default_factory=dict)
     tokens_disabled: bool = False
     require_token: bool = True
+    unreachable: bool = False
+    """Drop every connection unanswered (a launch with ``--imds unreachable`` has no route to the service at all)."""
 
     def tree(self) -> dict[str, str]:
         """Every leaf path under meta-data/ (metadata plus the public keys) with its value."""
@@ -99,6 +101,12 @@ def _handler(state: FakeImds) -> type[BaseHTTPRequestHandler]:
 
         def log_message(self, format: str, *args: object) -> None:
             pass
+
+        def handle(self) -> None:
+            if state.unreachable:
+                state.requests.append(("-", "-", 0))
+                return  # the connection closes unanswered
+            super().handle()
 
         def _send(self, status: int, body: bytes = b"") -> None:
             state.requests.append((self.command, self.path, status))

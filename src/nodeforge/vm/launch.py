@@ -102,6 +102,8 @@ class NodeReport:
     _proc: subprocess.Popen[bytes] | None = None
     _monitor: Path | None = None
     _imds_stack: contextlib.ExitStack | None = None
+    imds: FakeImds | None = None
+    """The instance's metadata service while the VM runs (``keep_running``): change what it answers."""
 
     @property
     def node(self) -> dict[str, Any]:
@@ -347,6 +349,7 @@ def launch(options: LaunchOptions) -> NodeReport:
         _proc=proc,
         _monitor=monitor,
         _imds_stack=stack,
+        imds=imds_state,
     )
     if not options.keep_running:
         node.power_off()
