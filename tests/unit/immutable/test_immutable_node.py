@@ -394,3 +394,17 @@ def test_tools_installed_in_a_sealed_root_import_with_the_stdlib_only(tmp_path):
         [python, "-s", "-m", "nodeforge.immutable.node", "image", "--help"], env=env, capture_output=True, text=True
     )
     assert help_text.returncode == 0 and "mark-boot" in help_text.stdout
+
+
+def test_command_line_on_the_node(disk, monkeypatch, capsys):
+    monkeypatch.setattr(node.Node, "discover", classmethod(lambda cls: cls(disk, "a", "nodeforge.slot=a")))
+    assert node.main(["image", "status"]) == 0
+    out = capsys.readouterr().out
+    assert '"running": "a"' in out and '"selected": "a"' in out
+    assert node.main(["image", "update", "http://127.0.0.1:9/sealed/"]) == 1
+    assert capsys.readouterr().out.strip() == (
+        "nodeforge-update: error: http://127.0.0.1:9/sealed/: an update from a URL needs --root-hash "
+        "(the catalog's, not the server's seal.json)"
+    )
+    assert node.main(["image", "mark-boot", "--timeout", "5"]) == 0
+    assert "slot A is already marked successful" in capsys.readouterr().out
