@@ -7,6 +7,13 @@ Then a tampered update is refused and a good one is made pending in slot B with 
 boots B and takes the try, and the node renders /etc from *changed* user data (a settings change takes effect at the
 next boot; the sealed root is untouched). B is not marked successful, so the next power-on (SeaBIOS) falls back to A
 by itself; that boot stops when the initramfs switches to the verity root (~20-40 s).
+
+Then the node updates itself (issue 15 §2, docs/immutable.md "Updates and rollback on the node"): two variants of the
+baked root (good; broken: its kubelet unit fails) are served by the host over HTTP, and Bottlerocket's
+settings.updates in the user data make the node write them into its inactive slot and reboot. One QEMU run in which
+the node reboots itself: the broken update is not marked and the node falls back to A after the health bound, the
+good one marks itself; the next power-on boots it again. Adds ~16-17 min under TCG with other jobs running (two lz4
+seals ~75 s, the run ~950 s, one boot to the verity root ~20 s).
 """
 
 from __future__ import annotations
@@ -194,7 +201,12 @@ def node_update_scenario(disk: Path, good: SealedRoot, broken: SealedRoot, serve
         return "nodeforge-mark-boot: slot B marked successful" in text
 
     run = run_on_node(
-        disk, until=until, user_data=first, serve=serve, extra_cmdline=[f"nodeforge.health_timeout={HEALTH_TIMEOUT}"]
+        disk,
+        until=until,
+        user_data=first,
+        serve=serve,
+        extra_cmdline=[f"nodeforge.health_timeout={HEALTH_TIMEOUT}"],
+        timeout=1800,  # ~950 s with a load average of 5-6 on the 2 vCPUs
     )
     text = run.console_text
     after_run = update.status(disk)
