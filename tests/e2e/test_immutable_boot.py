@@ -12,8 +12,8 @@ Then the node updates itself (issue 15 §2, docs/immutable.md "Updates and rollb
 baked root (good; broken: its kubelet unit fails) are served by the host over HTTP, and Bottlerocket's
 settings.updates in the user data make the node write them into its inactive slot and reboot. One QEMU run in which
 the node reboots itself: the broken update is not marked and the node falls back to A after the health bound, the
-good one marks itself; the next power-on boots it again. Adds ~16-17 min under TCG with other jobs running (two lz4
-seals ~75 s, the run ~950 s, one boot to the verity root ~20 s).
+good one marks itself; the next power-on boots it again. Adds 12-17 min under TCG with other jobs running (two lz4
+seals ~80 s, the run 630-950 s, one boot to the verity root 10-35 s).
 """
 
 from __future__ import annotations
