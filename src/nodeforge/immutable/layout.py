@@ -13,6 +13,9 @@ What changes in the extracted copy (never in the tar):
 * /etc/fstab rewritten (only /tmp as tmpfs; the initramfs mounts /, /var, /etc, /opt/cni);
 * a systemd-networkd file for the instance's interfaces (DHCP): the bootstrap agent reads the TOML user data from
   IMDS at every boot and renders /etc (a tmpfs overlay) from it;
+* the A/B tools (:func:`install_update_tools`): ``/usr/bin/nodeforge image update|status|mark-boot|apply-settings``
+  (:mod:`nodeforge.immutable.node` and the modules it imports), ``nodeforge-mark-boot.service`` and
+  ``nodeforge-update.service``;
 * the boot kit: the local-settings unit (settings file on the state partition -> bootstrap agent,
   inert unless ``nodeforge.settings=local``) and the boot probe (inert unless ``nodeforge.bootprobe=1``).
 """
@@ -329,6 +332,89 @@ def install_local_settings(root: Path) -> None:
     diskimage.enable_unit(root, f"/usr/lib/systemd/system/{LOCAL_SETTINGS_UNIT}")
 
 
+#: The on-node A/B tools (:mod:`nodeforge.immutable.node`) and the modules they import, relative to the nodeforge
+#: package: copied into the sealed root next to the bootstrap agent, so the node runs the host tools' own slot-state
+#: code (one implementation). The unit tests import the node module from a copy of exactly this list.
+NODE_SOURCES: tuple[str, ...] = tuple(
+    [f"immutable/{m}.py" for m in ("__init__", "errors", "tools", "signing", "verity", "record", "reproducible",
+                                   "cpio", "initramfs", "layout", "seal", "update", "node")]
+    + [f"vm/{m}.py" for m in ("__init__", "disk", "ab_grub", "grubenv", "ab_disk", "bootdisk")]
+)  # fmt: skip
+NODE_PACKAGE_DIR = "/usr/lib/nodeforge"
+NODE_COMMAND = "/usr/bin/nodeforge"
+MARK_BOOT_UNIT = "nodeforge-mark-boot.service"
+UPDATE_UNIT = "nodeforge-update.service"
+NODE_COMMAND_TEXT = f"""\
+#!/bin/sh
+# Installed by nodeforge.immutable.layout: the A/B tools on the node (`nodeforge image update|status|mark-boot|
+# apply-settings`), python3's standard library only.
+PYTHONPATH={NODE_PACKAGE_DIR} exec /usr/bin/python3 -s -m nodeforge.immutable.node "$@"
+"""
+MARK_BOOT_UNIT_TEXT = f"""\
+# Installed by nodeforge.immutable.layout. Marks a boot of a pending slot successful once containerd and the
+# kubelet are healthy within nodeforge.health_timeout= seconds (default 300); otherwise leaves it unmarked and
+# reboots, and GRUB falls back to the previous slot when the slot's tries are spent. A slot already marked
+# successful is left alone (never a reboot). nodeforge.markboot=0 on the kernel command line turns it off.
+[Unit]
+Description=nodeforge: mark this boot successful when containerd and the kubelet are healthy (else reboot)
+ConditionKernelCommandLine=nodeforge.slot
+ConditionKernelCommandLine=!nodeforge.markboot=0
+After=containerd.service kubelet.service nodeforge-bootstrap.service {LOCAL_SETTINGS_UNIT}
+
+[Service]
+Type=simple
+StandardOutput=journal+console
+StandardError=journal+console
+ExecStart={NODE_COMMAND} image mark-boot
+
+[Install]
+WantedBy=multi-user.target
+"""
+UPDATE_UNIT_TEXT = f"""\
+# Installed by nodeforge.immutable.layout. Bottlerocket's update settings in the instance's TOML user data
+# (settings.updates.targets-base-url: where the sealed root's files are; settings.updates.version-lock: its root
+# hash) update the inactive slot and reboot into it, unless the node runs that root already or it was rolled back.
+[Unit]
+Description=nodeforge: apply the sealed-root update settings.updates asks for
+ConditionKernelCommandLine=nodeforge.slot
+ConditionKernelCommandLine=!nodeforge.bootstrap=0
+Wants=network-online.target
+After=network-online.target nodeforge-bootstrap.service
+
+[Service]
+Type=simple
+StandardOutput=journal+console
+StandardError=journal+console
+ExecStart={NODE_COMMAND} image apply-settings
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def install_update_tools(root: Path, package_dir: Path | None = None) -> list[str]:
+    """Copy :data:`NODE_SOURCES` into ``root``'s agent directory; install ``nodeforge`` and the two units (enabled).
+
+    ``package_dir``: the nodeforge package to copy from (default: this one). Returns the files written.
+    """
+    import nodeforge
+
+    source = Path(package_dir) if package_dir is not None else Path(nodeforge.__file__).parent
+    dest = root / NODE_PACKAGE_DIR.lstrip("/") / "nodeforge"
+    written: list[str] = []
+    if not (dest / "__init__.py").is_file():
+        diskimage.write_root_file(dest / "__init__.py", (source / "__init__.py").read_text())
+        written.append(f"{NODE_PACKAGE_DIR}/nodeforge/__init__.py")
+    for name in NODE_SOURCES:
+        diskimage.write_root_file(dest / name, (source / name).read_text())
+        written.append(f"{NODE_PACKAGE_DIR}/nodeforge/{name}")
+    diskimage.write_root_file(root / NODE_COMMAND.lstrip("/"), NODE_COMMAND_TEXT, 0o755)
+    for unit, text in ((MARK_BOOT_UNIT, MARK_BOOT_UNIT_TEXT), (UPDATE_UNIT, UPDATE_UNIT_TEXT)):
+        diskimage.write_root_file(root / "usr/lib/systemd/system" / unit, text)
+        diskimage.enable_unit(root, f"/usr/lib/systemd/system/{unit}")
+    return [*written, NODE_COMMAND, MARK_BOOT_UNIT, UPDATE_UNIT]
+
+
 def prepare_sealed_root(
     root: Path, *, probe_units: Sequence[str] = ("containerd", "nodeforge-bootstrap"), strip: bool = True
 ) -> LayoutReport:
@@ -342,6 +428,8 @@ def prepare_sealed_root(
     diskimage.write_root_file(root / "etc/fstab", FSTAB)
     diskimage.write_root_file(root / NETWORK_FILE.lstrip("/"), NETWORK_TEXT)
     install_local_settings(root)
+    install_update_tools(root)
+    report.notes.append(f"A/B tools: {NODE_COMMAND}, {MARK_BOOT_UNIT}, {UPDATE_UNIT} (nodeforge.immutable.node)")
     diskimage.install_boot_probe(root, probe_units, extra_script=PROBE_EXTRA_TEXT)
     _move_var(root, report)
     return report

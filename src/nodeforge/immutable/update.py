@@ -68,17 +68,6 @@ def _active(layout: DiskLayout, record: BootRecord) -> str:
     return active
 
 
-def _keep_slot(layout: DiskLayout, record: BootRecord) -> str:
-    """The slot an update must not touch: the best proven (successful) slot, else the one that boots now.
-
-    A pending, never-proven slot is replaced by the next update rather than the known-good one.
-    """
-    good = [s for s in record.slots if record.slots[s].bootable and record.slots[s].successful]
-    if good:
-        return max(good, key=lambda s: (record.slots[s].priority, s == "a"))
-    return _active(layout, record)
-
-
 def verify_slot(layout: DiskLayout, slot: str, info: SlotInfo, sealed: SealedRoot | None = None) -> float:
     """Check ``slot`` in place: root hash recomputed from its data; hash tree, boot files, signature vs ``sealed``."""
     started = time.monotonic()
@@ -109,19 +98,49 @@ def verity_sha(sealed: SealedRoot) -> str:
     return hashlib.sha256(sealed.hash_tree.read_bytes()).hexdigest()
 
 
+def update_target(record: BootRecord, *, running: str | None = None, subject: Path | str = "") -> tuple[str, str]:
+    """``(slot kept, slot an update writes)``: the kept slot is the best proven one, else the one that boots now.
+
+    ``running`` is the slot the caller runs from (an update on the node): an update never writes it, so when the
+    rule would pick it (the node runs a pending slot while the other is the proven one) the update is refused.
+    """
+    good = [s for s in record.slots if record.slots[s].bootable and record.slots[s].successful]
+    if good:
+        keep = max(good, key=lambda s: (record.slots[s].priority, s == "a"))
+    else:
+        selected = record.select()
+        if selected is None:
+            raise DiskError(f"{subject}: no bootable slot in the boot record ({record.to_dict()['slots']})")
+        keep = selected
+    target = other(keep)
+    if running is not None and target == running:
+        raise UpdateRefusedError(
+            f"{subject}: the running slot {running.upper()} is not marked successful and slot {keep.upper()} is the "
+            f"proven one: an update would overwrite the running root; let this boot be marked successful "
+            f"(nodeforge-mark-boot) or reboot into slot {keep.upper()} first"
+        )
+    return keep, target
+
+
 def update_slot(
-    disk: Path, sealed_dir: Path, *, root_hash: str | None = None, tries: int = DEFAULT_TRIES
+    disk: Path,
+    sealed_dir: Path,
+    *,
+    root_hash: str | None = None,
+    tries: int = DEFAULT_TRIES,
+    running: str | None = None,
 ) -> UpdateResult:
     """Write the sealed root in ``sealed_dir`` into the inactive slot of ``disk`` and make it pending.
 
     ``root_hash`` is the hash the update must have (e.g. from a signed catalog); default: the one in
     ``seal.json``. Raises :class:`UpdateRefusedError` (active slot untouched) when the sealed root does
-    not verify against it.
+    not verify against it. ``running``: the slot the caller booted from (on the node), never written.
+    The sealed root is checked with ``veritysetup verify`` where it is installed, else by recomputing the whole
+    hash tree in Python (:func:`nodeforge.immutable.verity.verify_sealed`; the sealed node has no veritysetup).
     """
     layout = read_layout(disk)
     record = layout.read_record()
-    active = _keep_slot(layout, record)
-    target = other(active)
+    active, target = update_target(record, running=running, subject=layout.path)
     sealed = SealedRoot.load(Path(sealed_dir))
     seconds: dict[str, float] = {}
     expected = sealed.root_hash
@@ -133,7 +152,8 @@ def update_slot(
                 f"update refused, slot {active.upper()} stays active"
             )
     try:
-        seconds["verify sealed"] = verity.verify(sealed.image, sealed.hash_tree, expected)
+        took, engine = verity.verify_sealed(sealed.image, sealed.hash_tree, expected)
+        seconds[f"verify sealed ({engine})"] = took
     except VerityError as exc:
         raise UpdateRefusedError(f"{exc}\nupdate refused, slot {active.upper()} stays active") from exc
     public_pem = layout.public_key()

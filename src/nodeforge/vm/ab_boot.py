@@ -18,7 +18,7 @@ import contextlib
 import re
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,7 @@ EXAMPLE_DNS = "10.100.0.10"
 #: fixture kubelet (no cluster to join) is masked.
 BOOT_CHECK_CMDLINE: tuple[str, ...] = (
     "nodeforge.bootstrap=0",
+    "nodeforge.markboot=0",
     "cloud-init=disabled",
     LOCAL_SETTINGS_FLAG,
     "systemd.mask=kubelet.service",
@@ -55,7 +56,20 @@ BOOT_CHECK_CMDLINE: tuple[str, ...] = (
 #: VM's NIC): the EC2 bootstrap unit reads the TOML user data and renders /etc, as on EC2. cloud-init is off (the
 #: sealed node's settings come from the agent; its Ec2 datasource would add minutes under TCG); the fixture kubelet
 #: is masked.
-IMDS_CHECK_CMDLINE: tuple[str, ...] = ("cloud-init=disabled", "systemd.mask=kubelet.service")
+IMDS_CHECK_CMDLINE: tuple[str, ...] = ("cloud-init=disabled", "systemd.mask=kubelet.service", "nodeforge.markboot=0")
+# (Both boot checks mask the kubelet, so the node's own mark-boot unit, which requires it, is off: the host marks a
+# boot check's slot when every check passes. run_on_node boots with the node's own units deciding.)
+#: Kernel command line of :func:`run_on_node`: no boot probe (it would power off), the node's own units decide; the
+#: serial console stays the kernel's and the units' (journal+console), network up for IMDS and the update source.
+NODE_RUN_CMDLINE: tuple[str, ...] = (
+    "console=ttyS0",
+    "systemd.show_status=auto",
+    "net.ifnames=0",
+    "mitigations=off",
+    "panic=-1",
+    "systemd.mask=serial-getty@ttyS0.service",
+    "cloud-init=disabled",
+)
 _WAIT_ONLINE_MASK = "systemd.mask=systemd-networkd-wait-online.service"
 
 
@@ -352,3 +366,123 @@ def boot_disk(
         outcome.marked_successful = True
     outcome.seconds = time.monotonic() - started
     return outcome
+
+
+@dataclass
+class NodeRun:
+    """One QEMU run of the disk in which the node may reboot itself any number of times (no host action between)."""
+
+    disk: Path
+    firmware: str
+    console_text: str
+    console_log: Path
+    seconds: float
+    boots: list[str]
+    """The slots GRUB booted, in order (its console lines)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"disk": str(self.disk), "firmware": self.firmware, "boots": self.boots,
+                "seconds": round(self.seconds, 1), "console_log": str(self.console_log)}  # fmt: skip
+
+
+UPDATE_SERVER = ("169.254.100.1", 8080)
+"""Where :func:`run_on_node`'s guest reaches the host's file server (a guestfwd: the user network stays restricted)."""
+
+
+def update_url(path: str) -> str:
+    """The guest's URL of ``path`` under :func:`run_on_node`'s ``serve`` directory."""
+    return f"http://{UPDATE_SERVER[0]}:{UPDATE_SERVER[1]}/{path.strip('/')}/"
+
+
+@contextlib.contextmanager
+def _file_server(directory: Path) -> Iterator[int]:
+    """Serve ``directory`` over HTTP on 127.0.0.1 (a free port, yielded) while the context lasts."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(directory)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+_GRUB_BOOT = re.compile(re.escape(ab_grub.GRUB_MARK) + r" booting slot ([ab]) ")
+
+
+def grub_boots(console_text: str) -> list[str]:
+    """The slots GRUB booted in a run, in order, from its ``nodeforge-grub: booting slot S`` console lines."""
+    return _GRUB_BOOT.findall(console_text)
+
+
+def run_on_node(
+    disk: Path,
+    *,
+    until: Callable[[str, Any], bool],
+    user_data: str,
+    firmware: str = "bios",
+    timeout: float = 1200,
+    memory_mb: int = 1536,
+    extra_cmdline: Sequence[str] = (),
+    console_log: Path | None = None,
+    serve: Path | None = None,
+) -> NodeRun:
+    """Power the disk on and let the node run its own units, rebooting itself (QEMU without ``-no-reboot``).
+
+    The user data (settings) is served by a fake IMDSv2; ``until(console_text, imds)`` is asked every half second
+    with the whole console so far and the IMDS state (whose ``user_data`` it may change: a new user data for the
+    next boot, as on a stopped instance) and ends the run when it returns True (QEMU is killed). The command line
+    (:data:`NODE_RUN_CMDLINE` + ``extra_cmdline``, e.g. ``nodeforge.health_timeout=60``) goes into the grubenv's
+    ``nf_cmdline`` for the run and is removed afterwards. ``serve``: a directory the host serves over HTTP to the
+    guest at :data:`UPDATE_SERVER` (``http://169.254.100.1:8080/...``: sealed roots for on-node updates). Raises
+    :class:`~nodeforge.vm.disk.BootCheckError` (console tail) when QEMU stops first or ``timeout`` passes.
+    """
+    disk = Path(disk)
+    console = console_log or disk.with_name(f"{disk.stem}-node-{firmware}-console.log")
+    layout = read_layout(disk)
+    with contextlib.ExitStack() as stack:
+        imds = stack.enter_context(FakeImdsServer())
+        imds.user_data = user_data.encode()
+        forwards: tuple[tuple[str, int, int], ...] = ()
+        if serve is not None:
+            forwards = ((*UPDATE_SERVER, stack.enter_context(_file_server(Path(serve)))),)
+        instance = qemu.Instance(
+            image=disk,
+            work_dir=disk.with_name(f"{disk.name}.vm"),
+            firmware=firmware,
+            memory_mb=memory_mb,
+            in_place=True,
+            imds_port=int(imds.endpoint.rsplit(":", 1)[1]),
+            forwards=forwards,
+        )
+        qemu.create_overlay(instance)
+        argv = [a for a in qemu.qemu_argv(instance, console) if a != "-no-reboot"]
+        _set_cmdline(layout, " ".join([*NODE_RUN_CMDLINE, *extra_cmdline]))
+
+        def done(text: str) -> bool:
+            """the console lines the run waits for"""
+            return until(text, imds)
+
+        try:
+            result, _ = qemu.run_to_report(
+                argv, console, timeout=timeout, label=f"{firmware} run of {disk} (node reboots itself)", until=done
+            )
+        finally:
+            _set_cmdline(layout, "")
+            shutil.rmtree(instance.work_dir, ignore_errors=True)
+    return NodeRun(
+        disk=disk,
+        firmware=firmware,
+        console_text=result.console_text,
+        console_log=console,
+        seconds=result.seconds,
+        boots=grub_boots(result.console_text),
+    )

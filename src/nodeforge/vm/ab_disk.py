@@ -157,9 +157,12 @@ def _align(value: int, to: int) -> int:
 
 
 def read_layout(disk: Path) -> DiskLayout:
-    """Read the GPT of ``disk`` (``sfdisk --json``); :class:`DiskError` naming it if it is not an A/B disk."""
+    """Read the GPT of ``disk``, an image file or a block device (``sfdisk --json``).
+
+    :class:`DiskError` naming it if it is not an A/B disk.
+    """
     disk = Path(disk)
-    if not disk.is_file():
+    if not (disk.is_file() or disk.is_block_device()):  # an image file on the host, the boot disk on the node
         raise DiskError(f"{disk}: disk image not found")
     try:
         proc = run(["sfdisk", "--json", str(disk)], subject=disk, what="reading the partition table")

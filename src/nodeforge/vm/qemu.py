@@ -28,6 +28,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,9 @@ class Instance:
     in_place: bool = False
     """Boot the image itself (raw, written in place) instead of an overlay: a disk whose state the host reads
     between boots (the A/B disk's grubenv, which its boot loader writes)."""
+    forwards: tuple[tuple[str, int, int], ...] = ()
+    """Guest TCP services on the host: ``(guest address, guest port, host port on 127.0.0.1)`` (e.g. an update
+    server), forwarded like the IMDS (the user network stays restricted)."""
     instance_store: tuple[int, ...] = ()
     """Sizes in bytes of the instance-store NVMe disks (EC2 attaches them in this order)."""
 
@@ -199,6 +203,8 @@ def qemu_argv(instance: Instance, console_log: Path) -> list[str]:
     if instance.imds_port is not None:
         socat = shutil.which("socat") or "socat"
         netdev += f",guestfwd=tcp:{IMDS_ADDRESS}:80-cmd:{socat} - TCP:127.0.0.1:{instance.imds_port}"
+    for address, port, host_port in instance.forwards:
+        netdev += f",guestfwd=tcp:{address}:{port}-cmd:{shutil.which('socat') or 'socat'} - TCP:127.0.0.1:{host_port}"
     if instance.ssh_port is not None:
         netdev += f",hostfwd=tcp:127.0.0.1:{instance.ssh_port}-:22"
     argv += ["-netdev", netdev, "-device", f"virtio-net-pci,netdev=net0,mac={instance.mac}"]
@@ -224,6 +230,14 @@ def kill_group(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+def _goal(until: str | Callable[[str], bool] | None, default: str) -> str:
+    if until is None:
+        return default
+    if isinstance(until, str):
+        return repr(until)
+    return str(getattr(until, "__doc__", None) or "the awaited console lines")
+
+
 def run_to_report(
     cmd: list[str],
     console: Path,
@@ -233,7 +247,7 @@ def run_to_report(
     label: str,
     marks: dict[str, str] | None = None,
     keep_running: bool = False,
-    until: str | None = None,
+    until: str | Callable[[str], bool] | None = None,
 ) -> tuple[LaunchResult, subprocess.Popen[bytes] | None]:
     """Run CMD (QEMU) until the boot probe's report appears on CONSOLE; return it and how long it took.
 
@@ -242,7 +256,8 @@ def run_to_report(
     when each first appeared. With ``keep_running`` the VM is left up and its process returned (the caller
     stops it with :func:`kill_group`); otherwise QEMU is given POWEROFF_GRACE seconds to power off, then killed.
     With ``until`` the run ends as soon as that console substring appears (report ``{}``, QEMU killed): a boot
-    that only has to show how far it got (e.g. which slot the boot loader chose).
+    that only has to show how far it got (e.g. which slot the boot loader chose); a callable ``until`` is asked with
+    the whole console text so far (several boots of one run: a guest that reboots itself).
     """
     qemu = shutil.which(cmd[0])
     if qemu is None:
@@ -274,22 +289,22 @@ def run_to_report(
             for name, needle in wanted.items():
                 if name not in seen_at and needle in seen:
                     seen_at[name] = round(now, 1)
-            if (until is not None and until in seen) or (until is None and PROBE_END in seen and PROBE_BEGIN in seen):
+            reached = until(seen) if callable(until) else until is not None and until in seen
+            if reached or (until is None and PROBE_END in seen and PROBE_BEGIN in seen):
                 seconds = now
                 break
             rc = proc.poll()
             if rc is not None:
                 raise BootCheckError(
                     f"{label}: QEMU exited (code {rc}) after {now:.0f}s without "
-                    f"{repr(until) if until is not None else 'a boot probe report'}; "
+                    f"{_goal(until, 'a boot probe report')}; "
                     f"QEMU output: {console_tail(qemu_log, 5)}",
                     console_log=console,
                     console_tail=console_tail(console),
                 )
             if now > timeout:
                 raise BootCheckError(
-                    f"{label}: no {repr(until) if until is not None else 'boot probe report'} within {timeout:.0f}s; "
-                    "QEMU killed",
+                    f"{label}: no {_goal(until, 'boot probe report')} within {timeout:.0f}s; QEMU killed",
                     console_log=console,
                     console_tail=console_tail(console),
                 )
