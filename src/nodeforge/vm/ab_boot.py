@@ -187,18 +187,10 @@ def _run(
     cmdline: str,
     imds_port: int | None = None,
 ) -> tuple[qemu.LaunchResult, DiskLayout]:
-    layout = read_layout(disk)
-    instance = qemu.Instance(
-        image=disk,
-        work_dir=disk.with_name(f"{disk.name}.vm"),
-        firmware=firmware,
-        memory_mb=memory_mb,
-        in_place=True,
-        imds_port=imds_port,
-    )
-    qemu.create_overlay(instance)
-    _set_cmdline(layout, cmdline)
-    try:
+    with _in_place(disk, firmware=firmware, memory_mb=memory_mb, cmdline=cmdline, imds_port=imds_port) as (
+        instance,
+        layout,
+    ):
         result, _ = qemu.run_to_report(
             qemu.qemu_argv(instance, console),
             console,
@@ -207,10 +199,38 @@ def _run(
             marks={"grub": ab_grub.GRUB_MARK, "initramfs": SWITCH_MARK},
             until=until,
         )
+    return result, layout
+
+
+@contextlib.contextmanager
+def _in_place(
+    disk: Path,
+    *,
+    firmware: str,
+    memory_mb: int,
+    cmdline: str,
+    imds_port: int | None = None,
+    forwards: tuple[tuple[str, int, int], ...] = (),
+) -> Iterator[tuple[qemu.Instance, DiskLayout]]:
+    """An instance booting the disk itself (its grubenv is the state the host reads between boots), with
+    ``cmdline`` in the grubenv's ``nf_cmdline`` while the context lasts (removed after, with the VM's work dir)."""
+    layout = read_layout(disk)
+    instance = qemu.Instance(
+        image=disk,
+        work_dir=disk.with_name(f"{disk.name}.vm"),
+        firmware=firmware,
+        memory_mb=memory_mb,
+        in_place=True,
+        imds_port=imds_port,
+        forwards=forwards,
+    )
+    qemu.create_overlay(instance)
+    _set_cmdline(layout, cmdline)
+    try:
+        yield instance, layout
     finally:
         _set_cmdline(layout, "")
         shutil.rmtree(instance.work_dir, ignore_errors=True)
-    return result, layout
 
 
 def _booted(layout: DiskLayout, console_text: str) -> tuple[str, str, int]:
@@ -447,37 +467,31 @@ def run_on_node(
     """
     disk = Path(disk)
     console = console_log or disk.with_name(f"{disk.stem}-node-{firmware}-console.log")
-    layout = read_layout(disk)
     with contextlib.ExitStack() as stack:
         imds = stack.enter_context(FakeImdsServer())
         imds.user_data = user_data.encode()
         forwards: tuple[tuple[str, int, int], ...] = ()
         if serve is not None:
             forwards = ((*UPDATE_SERVER, stack.enter_context(_file_server(Path(serve)))),)
-        instance = qemu.Instance(
-            image=disk,
-            work_dir=disk.with_name(f"{disk.name}.vm"),
-            firmware=firmware,
-            memory_mb=memory_mb,
-            in_place=True,
-            imds_port=int(imds.endpoint.rsplit(":", 1)[1]),
-            forwards=forwards,
+        instance, _layout = stack.enter_context(
+            _in_place(
+                disk,
+                firmware=firmware,
+                memory_mb=memory_mb,
+                cmdline=" ".join([*NODE_RUN_CMDLINE, *extra_cmdline]),
+                imds_port=int(imds.endpoint.rsplit(":", 1)[1]),
+                forwards=forwards,
+            )
         )
-        qemu.create_overlay(instance)
         argv = [a for a in qemu.qemu_argv(instance, console) if a != "-no-reboot"]
-        _set_cmdline(layout, " ".join([*NODE_RUN_CMDLINE, *extra_cmdline]))
 
         def done(text: str) -> bool:
             """the console lines the run waits for"""
             return until(text, imds)
 
-        try:
-            result, _ = qemu.run_to_report(
-                argv, console, timeout=timeout, label=f"{firmware} run of {disk} (node reboots itself)", until=done
-            )
-        finally:
-            _set_cmdline(layout, "")
-            shutil.rmtree(instance.work_dir, ignore_errors=True)
+        result, _ = qemu.run_to_report(
+            argv, console, timeout=timeout, label=f"{firmware} run of {disk} (node reboots itself)", until=done
+        )
     return NodeRun(
         disk=disk,
         firmware=firmware,

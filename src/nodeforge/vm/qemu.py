@@ -200,11 +200,12 @@ def qemu_argv(instance: Instance, console_log: Path) -> list[str]:
             "-drive", f"if=pflash,format=raw,unit=1,file={_opt(instance.efi_vars)}",
         ]  # fmt: skip
     netdev = f"user,id=net0,net={GUEST_NET},restrict=on"
+    forwards = list(instance.forwards)
     if instance.imds_port is not None:
-        socat = shutil.which("socat") or "socat"
-        netdev += f",guestfwd=tcp:{IMDS_ADDRESS}:80-cmd:{socat} - TCP:127.0.0.1:{instance.imds_port}"
-    for address, port, host_port in instance.forwards:
-        netdev += f",guestfwd=tcp:{address}:{port}-cmd:{shutil.which('socat') or 'socat'} - TCP:127.0.0.1:{host_port}"
+        forwards.insert(0, (IMDS_ADDRESS, 80, instance.imds_port))
+    socat = shutil.which("socat") or "socat"
+    for address, port, host_port in forwards:
+        netdev += f",guestfwd=tcp:{address}:{port}-cmd:{socat} - TCP:127.0.0.1:{host_port}"
     if instance.ssh_port is not None:
         netdev += f",hostfwd=tcp:127.0.0.1:{instance.ssh_port}-:22"
     argv += ["-netdev", netdev, "-device", f"virtio-net-pci,netdev=net0,mac={instance.mac}"]
