@@ -40,6 +40,7 @@ def instance(request: pytest.FixtureRequest) -> Iterator[str]:
 @dataclass
 class BakeRun:
     out: Path
+    image: str
     disk_ready: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
     report: BakeReport | None = None
@@ -74,10 +75,11 @@ BAKE_TIMEOUT = 3600.0  # seconds a test waits for the bake (about 20 min on a lo
 
 @pytest.fixture(scope="session")
 def bake_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BakeRun]:
-    run = BakeRun(out=tmp_path_factory.mktemp("bake"))
+    out = tmp_path_factory.mktemp("bake")
     # the test run's package cache (tests/conftest.py), for the build only: the hygiene scan and the checks make sure
     # the image keeps no proxy
-    options = BakeOptions(image_tag="e2e-test", out_dir=run.out, apt_proxy=os.environ.get("NODEFORGE_APT_PROXY", ""))
+    options = BakeOptions(image_tag="e2e-test", out_dir=out, apt_proxy=os.environ.get("NODEFORGE_APT_PROXY", ""))
+    run = BakeRun(out=out, image=f"{options.image_repository}:{options.image_tag}")
 
     def bake() -> None:
         try:
@@ -92,7 +94,7 @@ def bake_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BakeRun]:
     thread.start()
     yield run
     thread.join()
-    subprocess.run(["docker", "rmi", "-f", f"{options.image_repository}:e2e-test"], capture_output=True, check=False)
+    subprocess.run(["docker", "rmi", "-f", run.image], capture_output=True, check=False)
 
 
 def _wait(run: BakeRun, event: threading.Event, what: str) -> None:
@@ -108,7 +110,7 @@ def baked_disk(bake_run: BakeRun) -> BakedDisk:
     if not disk.is_file():
         pytest.fail(f"the session's bake failed before its boot disk: {bake_run.error}")
     return BakedDisk(
-        image="nodeforge/node:e2e-test",
+        image=bake_run.image,
         disk=disk,
         rootfs_tar=bake_run.out / "rootfs.tar",
         manifest=bake_run.out / "manifest.json",

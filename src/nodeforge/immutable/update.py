@@ -61,10 +61,11 @@ class BootChoice:
     """Why the higher-priority slot was not chosen (automatic rollback), if it was skipped."""
 
 
-def _active(layout: DiskLayout, record: BootRecord) -> str:
+def _selected(record: BootRecord, subject: Path | str) -> str:
+    """The slot the record boots now; :class:`DiskError` naming ``subject`` when none is bootable."""
     active = record.select()
     if active is None:
-        raise DiskError(f"{layout.path}: no bootable slot in the boot record ({record.to_dict()['slots']})")
+        raise DiskError(f"{subject}: no bootable slot in the boot record ({record.to_dict()['slots']})")
     return active
 
 
@@ -105,13 +106,7 @@ def update_target(record: BootRecord, *, running: str | None = None, subject: Pa
     rule would pick it (the node runs a pending slot while the other is the proven one) the update is refused.
     """
     good = [s for s in record.slots if record.slots[s].bootable and record.slots[s].successful]
-    if good:
-        keep = max(good, key=lambda s: (record.slots[s].priority, s == "a"))
-    else:
-        selected = record.select()
-        if selected is None:
-            raise DiskError(f"{subject}: no bootable slot in the boot record ({record.to_dict()['slots']})")
-        keep = selected
+    keep = max(good, key=lambda s: (record.slots[s].priority, s == "a")) if good else _selected(record, subject)
     target = other(keep)
     if running is not None and target == running:
         raise UpdateRefusedError(
@@ -232,7 +227,7 @@ def mark_successful(disk: Path) -> str:
     """Mark the slot of the last boot attempt successful (the boot reached "ready"); returns it."""
     layout = read_layout(disk)
     record = layout.read_record()
-    slot = record.last_boot or _active(layout, record)
+    slot = record.last_boot or _selected(record, layout.path)
     info = record.slots[slot]
     if not info.filled or info.priority <= 0:
         raise DiskError(f"{disk}: slot {slot.upper()} is not bootable; nothing to mark successful")
