@@ -1,8 +1,9 @@
 """Shared settings of the node checks.
 
-These checks run in four places: Molecule's verify step (ansible backend), `nodeforge verify IMAGE`
-(docker backend, against an instance of a baked image), the end-to-end bake test, and the booted node
-(`nodeforge verify --ssh`, ssh backend, against the image booted under QEMU from its own disk).
+These checks run in four places: Molecule's verify step (docker backend, `docker exec` into the instance),
+`nodeforge verify IMAGE` (docker backend, against an instance of a baked image), the end-to-end bake test, and the
+booted node (`nodeforge verify --ssh`: one root shell over SSH, nodeforge.bake.sshshell, against the image booted
+under QEMU from its own disk).
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ def pytest_configure(config: pytest.Config) -> None:
         "cis",
     ):
         config.addinivalue_line("markers", f"{marker}: checks of the {marker} role")
+    # `nodeforge verify --ssh` runs the checks through one root shell on the node (nodeforge.bake.sshshell)
+    from testinfra.backend import BACKENDS
+
+    BACKENDS.setdefault("nodeforge-ssh", "nodeforge.bake.sshshell.PersistentShellSshBackend")
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +72,7 @@ def put_file(request: pytest.FixtureRequest):
             assert not result.get("failed"), result
         elif backend.NAME == "docker":
             subprocess.run(["docker", "cp", str(src), f"{backend.name}:{dest}"], check=True)
-        elif backend.NAME == "ssh":
+        elif backend.NAME in ("ssh", "nodeforge-ssh"):
             spec = backend.host
             cmd = ["scp", "-q"]
             if backend.ssh_config:

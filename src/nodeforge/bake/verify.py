@@ -147,7 +147,8 @@ def verify_ssh(
     markers: str | None = None,
     kubernetes_version: str | None = None,
 ) -> VerifyResult:
-    """Run the node checks of tests/infra over SSH against a running node (testinfra's ssh backend, sudo).
+    """Run the node checks of tests/infra over SSH against a running node (one `sudo -n /bin/sh` session for all
+    the commands: nodeforge.bake.sshshell).
 
     The same selection as a booted image instance (sysprep's checks are about the image as shipped, not a node
     that has booted). Host keys are per instance and new at every first boot: they are not pinned here.
@@ -180,7 +181,7 @@ def verify_ssh(
     expr = f"({selection}) and ({markers})" if markers else selection
     cmd = [
         sys.executable, "-m", "pytest", str(repo_root() / "tests" / "infra"),
-        f"--hosts=ssh://{user}@{host}:{port}", f"--ssh-config={ssh_config}", "--sudo",
+        f"--hosts=nodeforge-ssh://{user}@{host}:{port}", f"--ssh-config={ssh_config}", "--sudo",
         "-p", "no:cacheprovider", f"--junitxml={junit}", "-q", "-m", expr,
     ]  # fmt: skip
     started = time.monotonic()
