@@ -6,10 +6,12 @@ import os
 import subprocess
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,17 +36,50 @@ def instance(request: pytest.FixtureRequest) -> Iterator[str]:
 
 # One bake per session, in a background thread of the worker that runs the xdist group "bake" (every test using it
 # is in that group, so the session bakes once). The bake's stages come one after the other (Packer, export,
-# hygiene, boot disk, first boot, checks over SSH), but the group's other boots only need the disk: they start when
-# the "boot disk" stage is done, beside the bake's own first boot and SSH checks, instead of after them. TCG boots
-# are single-threaded: run side by side they use both CPUs in the run's last minutes, where one boot used one.
+# hygiene, boot disk, first boot, checks over SSH); the group's other work only needs some of them: the immutable
+# variant the baked image (after "packer build"), the extra launches the boot disk (after "boot disk"). Those runs
+# (each test module's BAKE_RUNS, see bake_runs below) start in threads of their own with the group and wait for what
+# they need, so they run beside the bake's own first boot and SSH checks and beside each other, not after them. TCG
+# boots are single-threaded: side by side they use both CPUs, where one after the other they used one.
 @dataclass
 class BakeRun:
     out: Path
     image: str
+    image_ready: threading.Event = field(default_factory=threading.Event)
     disk_ready: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
     report: BakeReport | None = None
     error: BaseException | None = None
+
+    def wait(self, event: threading.Event, what: str) -> None:
+        if not event.wait(BAKE_TIMEOUT):
+            pytest.fail(f"the session's bake gave no {what} within {BAKE_TIMEOUT:.0f} s (out: {self.out})")
+
+    def wait_image(self) -> BakedImage:
+        """The baked Docker image and Packer's manifest, once the Packer build is done."""
+        self.wait(self.image_ready, "image")
+        manifest = self.out / "manifest.json"
+        if not manifest.is_file():
+            pytest.fail(f"the session's bake failed before its image was built: {self.error}")
+        return BakedImage(image=self.image, manifest=manifest)
+
+    def wait_disk(self) -> BakedDisk:
+        """The baked image's boot disk, once the bake has built it (its first boot and checks may still run)."""
+        self.wait(self.disk_ready, "disk")
+        disk = self.out / "disk" / "disk.img"
+        if not disk.is_file():
+            pytest.fail(f"the session's bake failed before its boot disk: {self.error}")
+        return BakedDisk(
+            image=self.image, disk=disk, rootfs_tar=self.out / "rootfs.tar", manifest=self.out / "manifest.json"
+        )
+
+
+@dataclass(frozen=True)
+class BakedImage:
+    """What the bake has made once Packer is done: the image (Docker) and Packer's manifest."""
+
+    image: str
+    manifest: Path
 
 
 @dataclass(frozen=True)
@@ -66,7 +101,9 @@ class _SignalingReporter(StageReporter):
     def stage(self, name: str) -> Iterator[None]:
         with super().stage(name):
             yield
-        if name == "boot disk":
+        if name == "packer build":
+            self.run.image_ready.set()
+        elif name == "boot disk":
             self.run.disk_ready.set()
 
 
@@ -87,6 +124,7 @@ def bake_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BakeRun]:
         except BaseException as exc:  # handed to the tests that wait for it
             run.error = exc
         finally:
+            run.image_ready.set()
             run.disk_ready.set()
             run.done.set()
 
@@ -97,30 +135,47 @@ def bake_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BakeRun]:
     subprocess.run(["docker", "rmi", "-f", run.image], capture_output=True, check=False)
 
 
-def _wait(run: BakeRun, event: threading.Event, what: str) -> None:
-    if not event.wait(BAKE_TIMEOUT):
-        pytest.fail(f"the session's bake gave no {what} within {BAKE_TIMEOUT:.0f} s (out: {run.out})")
-
-
+# baked_disk and baked ask for bake_runs: whichever test of the group comes first, the runs start with the group.
 @pytest.fixture(scope="session")
-def baked_disk(bake_run: BakeRun) -> BakedDisk:
+def baked_disk(bake_run: BakeRun, bake_runs: BakeRuns) -> BakedDisk:
     """The baked image's disk, as soon as the bake has built it."""
-    _wait(bake_run, bake_run.disk_ready, "disk")
-    disk = bake_run.out / "disk" / "disk.img"
-    if not disk.is_file():
-        pytest.fail(f"the session's bake failed before its boot disk: {bake_run.error}")
-    return BakedDisk(
-        image=bake_run.image,
-        disk=disk,
-        rootfs_tar=bake_run.out / "rootfs.tar",
-        manifest=bake_run.out / "manifest.json",
-    )
+    return bake_run.wait_disk()
 
 
 @pytest.fixture(scope="session")
-def baked(bake_run: BakeRun) -> tuple[BakeReport, Path]:
+def baked(bake_run: BakeRun, bake_runs: BakeRuns) -> tuple[BakeReport, Path]:
     """The whole bake's report (first boot and the checks over SSH included)."""
-    _wait(bake_run, bake_run.done, "report")
+    bake_run.wait(bake_run.done, "report")
     if bake_run.report is None:
         pytest.fail(f"the session's bake failed: {bake_run.error}")
     return bake_run.report, bake_run.out
+
+
+class BakeRuns:
+    """The results of the session's runs on the bake (BAKE_RUNS of the selected test modules), by name."""
+
+    def __init__(self, futures: dict[str, Future[Any]]) -> None:
+        self.futures = futures
+
+    def result(self, name: str) -> Any:
+        if name not in self.futures:
+            pytest.fail(f"no run {name!r} on the session's bake (runs: {sorted(self.futures)})")
+        return self.futures[name].result()  # waits; a run's exception is raised here, in the test that asks
+
+
+@pytest.fixture(scope="session")
+def bake_runs(
+    request: pytest.FixtureRequest, bake_run: BakeRun, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BakeRuns]:
+    """Every run on the session's bake that the selected tests need, started together in threads of their own.
+
+    A test module lists its runs in BAKE_RUNS (name -> function(bake_run, tmp_path_factory)); each function waits
+    for what it needs (``bake_run.wait_image()``, ``wait_disk()``) and returns what its tests check. The first test
+    asking for any of them starts them all, so a run that is only needed by later tests does not wait for them.
+    """
+    modules = {id(item.module): item.module for item in request.session.items if isinstance(item, pytest.Function)}
+    runs: dict[str, Callable[[BakeRun, pytest.TempPathFactory], Any]] = {}
+    for module in modules.values():
+        runs.update(getattr(module, "BAKE_RUNS", {}))
+    with ThreadPoolExecutor(max_workers=max(len(runs), 1), thread_name_prefix="bake-run") as pool:
+        yield BakeRuns({name: pool.submit(run, bake_run, tmp_path_factory) for name, run in runs.items()})

@@ -14,7 +14,6 @@ import re
 import subprocess
 import time
 import xml.etree.ElementTree as ET
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -231,67 +230,62 @@ def _rerun_bad(node: NodeReport, name: str, karpenter: bytes) -> BadRun:
     return BadRun(extra["units"], journal.stdout, console, extra["files"])
 
 
-@pytest.fixture(scope="session")
-def launches(baked_disk, tmp_path_factory) -> dict[str, object]:
-    """Every extra launch of the session's disk, side by side (each its own instance and root volume).
-
-    A managed-node-group user data under OVMF (its bootstrap.sh call with ``--local-disks mount``, on an instance
+def _mng_twice(bake_run, tmp_path_factory) -> tuple[NodeReport, NodeReport, bytes]:
+    """A managed-node-group user data under OVMF (its bootstrap.sh call with ``--local-disks mount``, on an instance
     with two instance-store disks), then the same instance started again (a reboot: root volume and instance store
-    as the first boot left them); and the bad launches: one first boot without user data, then the other bad
-    cases in that instance. They start as soon as the bake has built its disk (beside the bake's own first boot and
-    checks over SSH).
-    """
-    disk = baked_disk.disk
+    as the first boot left them)."""
+    disk = bake_run.wait_disk().disk
     mng = (USER_DATA_DIR / "mng-al2-local-disks.mime").read_bytes()
+    options = LaunchOptions(
+        disk=disk,
+        work_dir=tmp_path_factory.mktemp("mng-uefi"),
+        user_data=mng,
+        firmware="uefi",
+        memory_mb=1536,
+        instance_type="m5d.4xlarge",
+        instance_store=(8 << 30, 8 << 30),
+    )
+    return launch(options), launch(options), mng  # the second boots the root volume the first left
+
+
+def _bad_launches(bake_run, tmp_path_factory) -> dict[str, BadRun]:
+    """The bad launches: one first boot without user data, then the other bad cases in that instance."""
+    disk = bake_run.wait_disk().disk
     karpenter = (USER_DATA_DIR / "karpenter-al2023.mime").read_bytes()
+    case = BAD_LAUNCHES[FIRST_BAD]
+    options = LaunchOptions(
+        disk=disk,
+        work_dir=tmp_path_factory.mktemp(f"bad-{FIRST_BAD}"),
+        user_data=case["user_data"],
+        imds=case["imds"],
+        memory_mb=1536,
+        ssh=True,
+        keep_running=True,
+    )
+    node = launch(options)
+    try:
+        runs = {FIRST_BAD: _first_bad_run(node)}
+        for name in BAD_LAUNCHES:
+            if name != FIRST_BAD:
+                runs[name] = _rerun_bad(node, name, karpenter)
+    finally:
+        node.power_off()
+    return runs
 
-    def mng_twice() -> tuple[NodeReport, NodeReport]:
-        options = LaunchOptions(
-            disk=disk,
-            work_dir=tmp_path_factory.mktemp("mng-uefi"),
-            user_data=mng,
-            firmware="uefi",
-            memory_mb=1536,
-            instance_type="m5d.4xlarge",
-            instance_store=(8 << 30, 8 << 30),
-        )
-        return launch(options), launch(options)  # the second boots the root volume the first left
 
-    def bad() -> dict[str, BadRun]:
-        case = BAD_LAUNCHES[FIRST_BAD]
-        options = LaunchOptions(
-            disk=disk,
-            work_dir=tmp_path_factory.mktemp(f"bad-{FIRST_BAD}"),
-            user_data=case["user_data"],
-            imds=case["imds"],
-            memory_mb=1536,
-            ssh=True,
-            keep_running=True,
-        )
-        node = launch(options)
-        try:
-            runs = {FIRST_BAD: _first_bad_run(node)}
-            for name in BAD_LAUNCHES:
-                if name != FIRST_BAD:
-                    runs[name] = _rerun_bad(node, name, karpenter)
-        finally:
-            node.power_off()
-        return runs
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        pair = pool.submit(mng_twice)
-        bads = pool.submit(bad)
-        return {"mng": (*pair.result(), mng), **bads.result()}
+# The extra launches of the session's disk, each its own instance and root volume: conftest.bake_runs starts them
+# with the bake group, and they boot as soon as the bake has built its disk (beside the bake's own first boot).
+BAKE_RUNS = {"mng-uefi": _mng_twice, "bad-launches": _bad_launches}
 
 
 @pytest.fixture(scope="session")
-def mng_uefi(launches) -> tuple[NodeReport, NodeReport, bytes]:
-    return launches["mng"]
+def mng_uefi(bake_runs) -> tuple[NodeReport, NodeReport, bytes]:
+    return bake_runs.result("mng-uefi")
 
 
 @pytest.fixture(scope="session")
-def bad_launches(launches) -> dict[str, BadRun]:
-    return {name: launches[name] for name in BAD_LAUNCHES}
+def bad_launches(bake_runs) -> dict[str, BadRun]:
+    return bake_runs.result("bad-launches")
 
 
 def _as_dict(node: NodeReport) -> dict:

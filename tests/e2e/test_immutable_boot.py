@@ -3,18 +3,19 @@
 dm-verity, root hash into the manifest), then the bake's immutable stage: the A/B disk boots itself under SeaBIOS
 (its GRUB reads the slot state from the grubenv on the ESP and picks slot A), through the verity device, with /etc
 rendered by the EC2 bootstrap unit from Bottlerocket TOML user data served over IMDSv2 (a fake IMDS on the host).
-Then a tampered update is refused and a good one is made pending in slot B with one try: under OVMF the disk's GRUB
-boots B and takes the try, and the node renders /etc from *changed* user data (a settings change takes effect at the
-next boot; the sealed root is untouched). B is not marked successful, so the next power-on (SeaBIOS) falls back to A
-by itself; that boot stops when the initramfs switches to the verity root (~20-40 s).
+On a copy of that disk, a tampered update is refused and a good one is made pending in slot B with one try.
 
 Then the node updates itself (issue 15 §2, docs/immutable.md "Updates and rollback on the node"): two variants of the
 baked root (good; broken: its kubelet unit fails) are served by the host over HTTP, and Bottlerocket's
 settings.updates in the user data make the node write them into its inactive slot and reboot. One QEMU run in which
-the node reboots itself: the broken update is not marked and the node falls back to A after the health bound, the
-good one marks itself; the next power-on boots it again. Adds 12-17 min under TCG with other jobs running (two lz4
-seals ~80 s, the run 630-950 s, one boot to the verity root 10-35 s).
-"""
+the node reboots itself: the broken update is not marked and the node falls back to A after the health bound (GRUB
+skips B, its one try spent), the good one marks itself. The next power-on is under OVMF with *changed* user data
+(another cluster DNS): the disk's GRUB boots the good B again (no try taken: it is marked), through its verity root,
+and the node renders /etc from the changed settings (a settings change takes effect at the next boot; the sealed root
+is untouched).
+
+The whole chain is one of the bake group's runs (conftest.bake_runs): it starts when Packer has built the image,
+beside the bake's own first boot and the other launches. ~15 min under TCG with other jobs running."""
 
 from __future__ import annotations
 
@@ -22,17 +23,17 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from nodeforge.bake.pipeline import BakeOptions, BakeReport, _seal
-from nodeforge.cli import app
 from nodeforge.immutable import UpdateRefusedError, update
 from nodeforge.immutable.seal import SealedRoot, seal_rootfs
-from nodeforge.vm.ab_boot import EXAMPLE_SETTINGS, boot_disk, boot_slot, run_on_node, update_url
+from nodeforge.vm.ab_boot import EXAMPLE_SETTINGS, boot_disk, run_on_node, update_url
 
 # shares the session's bake: same xdist group as tests/e2e/test_bake.py
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("bake")]
@@ -40,23 +41,21 @@ pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("bake")]
 _TOOLS = ("qemu-system-x86_64", "mkfs.erofs", "veritysetup", "sfdisk", "mkfs.ext4")
 
 
-@pytest.fixture(scope="module")
-def sealed(baked_disk, tmp_path_factory):
-    """Seal the baked image as the Packer template does, then run the bake's immutable stage."""
+def _seal_and_boot(bake_run, out: Path) -> tuple[BakeReport, Path, dict[str, float]]:
+    """Seal the baked image as the Packer template does (its CLI, as a process), then run the bake's immutable stage."""
     missing = [t for t in _TOOLS if not shutil.which(t, path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")]
     if missing:
         pytest.fail(f"missing tools {missing}: scripts/setup.sh installs them")
-    out = tmp_path_factory.mktemp("immutable")
+    baked = bake_run.wait_image()
     manifest = out / "manifest.json"
-    shutil.copyfile(baked_disk.manifest, manifest)
+    shutil.copyfile(baked.manifest, manifest)
     timings: dict[str, float] = {}
     started = time.monotonic()
-    result = CliRunner().invoke(
-        app,
-        ["image", "seal-image", baked_disk.image, "--out", str(out / "immutable" / "sealed"),
-         "--manifest", str(manifest), "--rootfs-tar", str(out / "rootfs.tar")],
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
+    command = [sys.executable, "-m", "nodeforge.cli", "image", "seal-image", baked.image,
+               "--out", str(out / "immutable" / "sealed"), "--manifest", str(manifest),
+               "--rootfs-tar", str(out / "rootfs.tar")]  # fmt: skip
+    sealing = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert sealing.returncode == 0, sealing.stdout + sealing.stderr
     timings["seal-image"] = round(time.monotonic() - started, 1)
     report = BakeReport(manifest=str(manifest), variant="immutable")
 
@@ -67,7 +66,41 @@ def sealed(baked_disk, tmp_path_factory):
         finally:
             timings[name] = round(time.monotonic() - begun, 1)
 
-    _seal(BakeOptions(variant="immutable"), report, out / "rootfs.tar", out, baked_disk.image, stage)
+    _seal(BakeOptions(variant="immutable"), report, out / "rootfs.tar", out, baked.image, stage)
+    return report, manifest, timings
+
+
+def _immutable_chain(bake_run, tmp_path_factory) -> dict[str, object]:
+    """Seal and boot; a copy of the disk as the bake left it (for the host-side update checks); the node's own
+    updates. Each step's result (or exception) by name; a step after a failed one does not run."""
+    out = tmp_path_factory.mktemp("immutable")
+    steps: dict[str, object] = {}
+    try:
+        steps["sealed"] = _seal_and_boot(bake_run, out)
+        report = steps["sealed"][0]
+        disk = Path(report.immutable["disk"])
+        copy = out / "disk-as-baked.img"
+        subprocess.run(["cp", "--sparse=always", str(disk), str(copy)], check=True)
+        steps["disk_as_baked"] = copy
+        steps["node_update"] = _node_updates(report, out / "serve")
+    except BaseException as exc:  # the tests of this step and of every later one report it
+        steps["failed"] = exc
+    return steps
+
+
+def _step(bake_runs, name: str):
+    steps = bake_runs.result("immutable")
+    if name not in steps:
+        raise steps["failed"]  # type: ignore[misc]
+    return steps[name]
+
+
+BAKE_RUNS = {"immutable": _immutable_chain}
+
+
+@pytest.fixture(scope="module")
+def sealed(bake_runs):
+    report, manifest, timings = _step(bake_runs, "sealed")
     print("\n" + json.dumps({"timings": timings, **report.immutable}, indent=2, default=str))
     return report, manifest
 
@@ -96,9 +129,11 @@ def test_root_hash_recorded_for_the_catalog(sealed):
     assert seal_json["root_hash"] == custom["root_hash"]
 
 
-def test_tampered_update_refused_good_update_pending(sealed, tmp_path):
+def test_tampered_update_refused_good_update_pending(sealed, bake_runs, tmp_path):
+    """Host-side updates of the disk as the bake left it (a copy: the node's own updates run on the disk itself). The
+    pending slot's boots are the node's: test_node_updates_itself_and_rolls_back_by_itself."""
     report, _ = sealed
-    disk = Path(report.immutable["disk"])
+    disk = _step(bake_runs, "disk_as_baked")
     sealed_dir = Path(report.immutable["sealed_dir"])
     tampered = tmp_path / "tampered"
     shutil.copytree(sealed_dir, tampered)
@@ -108,35 +143,18 @@ def test_tampered_update_refused_good_update_pending(sealed, tmp_path):
         byte = fh.read(1)
         fh.seek(-1, 1)
         fh.write(bytes([byte[0] ^ 0x01]))
+    before = update.status(disk)
     with pytest.raises(UpdateRefusedError, match=r"root\.img"):
         update.update_slot(disk, tampered)
-    assert update.status(disk)["selected"] == "a"
+    assert update.status(disk) == before and before["selected"] == "a"
 
     result = update.update_slot(disk, sealed_dir, root_hash=report.immutable["root_hash"], tries=1)
     assert result.slot == "b"
     status = update.status(disk)
     assert status["slots"]["b"]["state"] == "pending" and status["selected"] == "b"
-
-    # The disk's own GRUB (UEFI this time) boots the pending slot B and takes its only try (save_env); the node
-    # renders /etc from the user data IMDS serves now (another cluster DNS): the change takes effect at this boot.
-    changed = EXAMPLE_SETTINGS.replace('cluster-dns-ip = "10.100.0.10"', 'cluster-dns-ip = "172.20.0.10"')
-    assert changed != EXAMPLE_SETTINGS
-    b_boot = boot_disk(disk, firmware="uefi", timeout=420, mark=False, user_data=changed, expect_dns="172.20.0.10")
-    print(json.dumps(b_boot.to_dict(), default=str))
-    assert b_boot.ok, f"failed checks: {[k for k, v in b_boot.checks.items() if not v]}"
-    assert (b_boot.slot, b_boot.consumed_try, b_boot.marked_successful) == ("b", True, False)
-    assert b_boot.checks["GRUB (uefi) chose slot B, as the grubenv says"]
-    assert b_boot.facts["kubelet_config_dns"] == "172.20.0.10" and b_boot.facts["sealed_kubelet_config_dns"] == "none"
-    assert b_boot.root_hash == report.immutable["root_hash"]
-    status = update.status(disk)
-    assert status["last_boot"] == "b" and status["slots"]["b"]["state"] == "exhausted"
-
-    # Nobody marked B successful: the next power-on falls back to A, with no host action in between.
-    fallback = boot_slot(disk, firmware="bios", timeout=300)
-    print(json.dumps(fallback.to_dict(), default=str))
-    assert (fallback.slot, fallback.opened, fallback.consumed_try) == ("a", "a", False)
-    assert "slot B skipped: exhausted" in fallback.skipped
-    assert update.status(disk)["last_boot"] == "a"
+    pending = status["slots"]["b"]
+    assert (pending["root_hash"], pending["tries_left"]) == (report.immutable["root_hash"], 1)
+    assert status["slots"]["a"]["state"] == "good"
 
 
 # -- issue 15 §2: updates and rollback on the node ----------------------------------------------------------------
@@ -152,6 +170,9 @@ GOOD_MARKER = ("etc/nodeforge/update-test", "a good update (nodeforge e2e)\n")
 #: The health bound of the run (nodeforge.health_timeout=, default 300 s): enough under TCG for the good boot, whose
 #: fixture kubelet is active seconds after it starts; the broken boot waits all of it before rebooting itself.
 HEALTH_TIMEOUT = 60
+#: The user data of the power-on after the run: another cluster DNS than the bake's (a change of settings).
+CHANGED_DNS = "172.20.0.10"
+CHANGED_SETTINGS = EXAMPLE_SETTINGS.replace('cluster-dns-ip = "10.100.0.10"', f'cluster-dns-ip = "{CHANGED_DNS}"')
 
 
 def variant_seal(rootfs_tar: Path, out: Path, name: str, files: tuple[str, str]) -> SealedRoot:
@@ -184,7 +205,8 @@ def node_update_scenario(disk: Path, good: SealedRoot, broken: SealedRoot, serve
     slot B, reboots; GRUB boots B (its one try); the kubelet fails, so B is not marked and after the health bound
     the node reboots; GRUB, B's tries spent, boots A. Seeing that, the test changes the user data (as on a stopped
     instance) to the good root: A's boot applies it to slot B and reboots; B gets healthy and marks itself
-    successful. The run ends there (QEMU killed: a power-off); the next power-on boots B again.
+    successful. The run ends there (QEMU killed: a power-off). The next power-on, under OVMF with changed user data
+    (:data:`CHANGED_SETTINGS`), boots B again, renders /etc from the change and is checked like the bake's boot.
     """
     start = update.status(disk)
     assert start["selected"] == "a" and start["slots"]["a"]["state"] == "good", start
@@ -209,7 +231,9 @@ def node_update_scenario(disk: Path, good: SealedRoot, broken: SealedRoot, serve
     )
     text = run.console_text
     after_run = update.status(disk)
-    again = boot_slot(disk, firmware="bios", timeout=300)
+    again = boot_disk(
+        disk, firmware="uefi", timeout=600, mark=False, user_data=CHANGED_SETTINGS, expect_dns=CHANGED_DNS
+    )
     return {"run": run, "text": text, "swap": seen, "after_run": after_run, "again": again}
 
 
@@ -229,23 +253,34 @@ def check_node_update(disk: Path, good: SealedRoot, broken: SealedRoot, outcome:
     assert after["slots"]["b"]["state"] == "good" and after["slots"]["b"]["root_hash"] == good.root_hash
     assert after["slots"]["a"]["state"] == "good" and after["slots"]["a"]["priority"] < after["slots"]["b"]["priority"]
     assert after["cmdline"] == ""
+    # the next power-on (OVMF this time): GRUB boots the good B again without taking a try (it is marked), through
+    # its verity root, and the node renders /etc from the changed user data; the sealed /etc keeps no DNS
     again = outcome["again"]
-    assert (again.slot, again.opened, again.consumed_try) == ("b", "b", False), again.to_dict()
+    assert again.ok, f"failed checks: {[k for k, v in again.checks.items() if not v]}"
+    assert (again.slot, again.consumed_try, again.root_hash) == ("b", False, good.root_hash), again.to_dict()
+    assert again.checks["GRUB (uefi) chose slot B, as the grubenv says"]
+    assert again.checks["the initramfs opened that slot"]
+    assert again.facts["kubelet_config_dns"] == CHANGED_DNS and again.facts["sealed_kubelet_config_dns"] == "none"
 
 
-def test_node_updates_itself_and_rolls_back_by_itself(sealed, tmp_path):
-    report, _ = sealed
+def _node_updates(report: BakeReport, serve: Path) -> dict:
+    """Seal the good and broken variants of the baked root (served over HTTP from ``serve``) and run the scenario."""
     disk = Path(report.immutable["disk"])
     base = SealedRoot.load(Path(report.immutable["sealed_dir"]))
     rootfs_tar = Path(base.rootfs_tar)
-    assert rootfs_tar.is_file(), f"the fixture's rootfs tar {rootfs_tar} is gone"
-    serve = tmp_path / "serve"
+    assert rootfs_tar.is_file(), f"the chain's rootfs tar {rootfs_tar} is gone"
     serve.mkdir()
     started = time.monotonic()
     good = variant_seal(rootfs_tar, serve, "good", GOOD_MARKER)
     broken = variant_seal(rootfs_tar, serve, "broken", BROKEN_KUBELET_DROPIN)
     sealing = time.monotonic() - started
     outcome = node_update_scenario(disk, good, broken, serve)
-    print(json.dumps({"seal_seconds": round(sealing, 1), "run": outcome["run"].to_dict(), "swap": outcome["swap"],
+    return {"good": good, "broken": broken, "seal_seconds": round(sealing, 1), **outcome}
+
+
+def test_node_updates_itself_and_rolls_back_by_itself(sealed, bake_runs):
+    report, _ = sealed
+    outcome = _step(bake_runs, "node_update")
+    print(json.dumps({"seal_seconds": outcome["seal_seconds"], "run": outcome["run"].to_dict(), "swap": outcome["swap"],
                       "again": outcome["again"].to_dict()}, default=str))  # fmt: skip
-    check_node_update(disk, good, broken, outcome)
+    check_node_update(Path(report.immutable["disk"]), outcome["good"], outcome["broken"], outcome)
