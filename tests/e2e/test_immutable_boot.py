@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -41,23 +42,27 @@ pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("bake")]
 _TOOLS = ("qemu-system-x86_64", "mkfs.erofs", "veritysetup", "sfdisk", "mkfs.ext4")
 
 
-def _seal_and_boot(bake_run, out: Path) -> tuple[BakeReport, Path, dict[str, float]]:
-    """Seal the baked image as the Packer template does (its CLI, as a process), then run the bake's immutable stage."""
+def _seal_image(bake_run, out: Path) -> tuple[Path, float]:
+    """Seal the baked image as the Packer template does (its CLI, as a process): out/immutable/sealed, out/rootfs.tar,
+    the root hash in a copy of Packer's manifest."""
     missing = [t for t in _TOOLS if not shutil.which(t, path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")]
     if missing:
         pytest.fail(f"missing tools {missing}: scripts/setup.sh installs them")
     baked = bake_run.wait_image()
     manifest = out / "manifest.json"
     shutil.copyfile(baked.manifest, manifest)
-    timings: dict[str, float] = {}
     started = time.monotonic()
     command = [sys.executable, "-m", "nodeforge.cli", "image", "seal-image", baked.image,
                "--out", str(out / "immutable" / "sealed"), "--manifest", str(manifest),
                "--rootfs-tar", str(out / "rootfs.tar")]  # fmt: skip
     sealing = subprocess.run(command, capture_output=True, text=True, check=False)
     assert sealing.returncode == 0, sealing.stdout + sealing.stderr
-    timings["seal-image"] = round(time.monotonic() - started, 1)
-    report = BakeReport(manifest=str(manifest), variant="immutable")
+    return manifest, round(time.monotonic() - started, 1)
+
+
+def _bake_stage(image: str, out: Path, timings: dict[str, float]) -> BakeReport:
+    """The bake's immutable stage on the sealed root: the A/B disk, booted under SeaBIOS (slot A)."""
+    report = BakeReport(manifest=str(out / "manifest.json"), variant="immutable")
 
     def stage(name, fn):
         begun = time.monotonic()
@@ -66,23 +71,31 @@ def _seal_and_boot(bake_run, out: Path) -> tuple[BakeReport, Path, dict[str, flo
         finally:
             timings[name] = round(time.monotonic() - begun, 1)
 
-    _seal(BakeOptions(variant="immutable"), report, out / "rootfs.tar", out, baked.image, stage)
-    return report, manifest, timings
+    _seal(BakeOptions(variant="immutable"), report, out / "rootfs.tar", out, image, stage)
+    return report
 
 
 def _immutable_chain(bake_run, tmp_path_factory) -> dict[str, object]:
-    """Seal and boot; a copy of the disk as the bake left it (for the host-side update checks); the node's own
-    updates. Each step's result (or exception) by name; a step after a failed one does not run."""
+    """Seal; the bake's stage (disk, boot) beside the sealing of the update variants; a copy of the disk as the bake
+    left it (for the host-side update checks); the node's own updates. Each step's result by name; the first
+    failure is kept under "failed" and the steps after it do not run."""
     out = tmp_path_factory.mktemp("immutable")
     steps: dict[str, object] = {}
     try:
-        steps["sealed"] = _seal_and_boot(bake_run, out)
-        report = steps["sealed"][0]
-        disk = Path(report.immutable["disk"])
-        copy = out / "disk-as-baked.img"
-        subprocess.run(["cp", "--sparse=always", str(disk), str(copy)], check=True)
-        steps["disk_as_baked"] = copy
-        steps["node_update"] = _node_updates(report, out / "serve")
+        manifest, seconds = _seal_image(bake_run, out)
+        timings = {"seal-image": seconds}
+        serve = out / "serve"
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="variant-seals") as pool:
+            variants = pool.submit(variant_seals, out / "rootfs.tar", serve)
+            report = _bake_stage(bake_run.image, out, timings)
+            steps["sealed"] = (report, manifest, timings)
+            disk = Path(report.immutable["disk"])
+            copy = out / "disk-as-baked.img"
+            subprocess.run(["cp", "--sparse=always", str(disk), str(copy)], check=True)
+            steps["disk_as_baked"] = copy
+            good, broken, sealing = variants.result()
+        outcome = node_update_scenario(disk, good, broken, serve)
+        steps["node_update"] = {"good": good, "broken": broken, "seal_seconds": sealing, **outcome}
     except BaseException as exc:  # the tests of this step and of every later one report it
         steps["failed"] = exc
     return steps
@@ -263,19 +276,14 @@ def check_node_update(disk: Path, good: SealedRoot, broken: SealedRoot, outcome:
     assert again.facts["kubelet_config_dns"] == CHANGED_DNS and again.facts["sealed_kubelet_config_dns"] == "none"
 
 
-def _node_updates(report: BakeReport, serve: Path) -> dict:
-    """Seal the good and broken variants of the baked root (served over HTTP from ``serve``) and run the scenario."""
-    disk = Path(report.immutable["disk"])
-    base = SealedRoot.load(Path(report.immutable["sealed_dir"]))
-    rootfs_tar = Path(base.rootfs_tar)
-    assert rootfs_tar.is_file(), f"the chain's rootfs tar {rootfs_tar} is gone"
+def variant_seals(rootfs_tar: Path, serve: Path) -> tuple[SealedRoot, SealedRoot, float]:
+    """The good and the broken variant of the baked root, sealed into ``serve`` (served over HTTP to the node)."""
+    assert rootfs_tar.is_file(), f"the rootfs tar {rootfs_tar} is gone"
     serve.mkdir()
     started = time.monotonic()
     good = variant_seal(rootfs_tar, serve, "good", GOOD_MARKER)
     broken = variant_seal(rootfs_tar, serve, "broken", BROKEN_KUBELET_DROPIN)
-    sealing = time.monotonic() - started
-    outcome = node_update_scenario(disk, good, broken, serve)
-    return {"good": good, "broken": broken, "seal_seconds": round(sealing, 1), **outcome}
+    return good, broken, round(time.monotonic() - started, 1)
 
 
 def test_node_updates_itself_and_rolls_back_by_itself(sealed, bake_runs):
