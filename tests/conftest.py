@@ -31,7 +31,10 @@ os.environ["NO_COLOR"] = "1"
 # Longest xdist groups first (scripts/test.sh turns xdist's reordering by test count off): a worker that starts a
 # long group late, or finds one queued behind another, sets the length of the whole run. Then the other e2e
 # groups, then everything else (unit tests fill the gaps at the end).
-LONG_GROUPS = ("molecule-default", "bake", "molecule-hardening", "bad-input", "molecule-containerd", "catalog-writes")
+LONG_GROUPS = (
+    "bake", "molecule-default", "molecule-hardening", "molecule-cloud_init", "bad-input", "molecule-containerd",
+    "catalog-writes",
+)  # fmt: skip
 
 
 def _xdist_group(item: pytest.Item) -> str:

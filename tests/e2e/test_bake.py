@@ -3,18 +3,113 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
+import sys
+import uuid
 from pathlib import Path
 
 import pytest
 
 from nodeforge.bake import docker
+from nodeforge.bake.mirror import ArtifactMirror
+from nodeforge.paths import cache_dir, repo_root
 
 # module-scoped fixtures (one bake, one instance): keep this file on one xdist worker
 pytestmark = pytest.mark.xdist_group("bake")
 
 
 # the `baked` fixture (one bake per session) is in conftest.py
+
+# The whole node converges once per test run, in the Packer build (playbooks/node.yml, what `molecule test`'s default
+# scenario converges in a container). Its idempotence is proven on what the build committed: an instance of the
+# baked image (systemd, the build's docker run options) converged again with the build's own variables (read from
+# Packer's log: the `--extra-vars` it handed to ansible-playbook) must change nothing. Sysprep has run in that image,
+# as it had when Molecule's idempotence step re-converged its instance; but this instance has booted since, and its
+# systemd wrote a machine-id and a journal, which sysprep cleans again (changes a booted image must show). Every other
+# task must report no change.
+PACKER_EXTRA_VARS = re.compile(r"Executing Ansible: ansible-playbook .*?--extra-vars (\{.*?\}) --")
+RECAP = re.compile(r"^\S+\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+# the only build variables that cannot be reused as they were: the build's artifact mirror is gone with the build
+MIRROR_VARS = ("nodeforge_artifact_source", "ssm_agent_package_source")
+# sysprep's cleaning of what the instance's own boot wrote (systemd's machine-id, journald's files, the logs)
+BOOT_TRACES_CLEANED = {
+    "sysprep : Empty /etc/machine-id",
+    "sysprep : Remove rotated logs and journal files",
+    "sysprep : Empty logs, keeping the files and their modes",
+}
+
+
+def build_extra_vars(packer_log: Path) -> dict[str, object]:
+    match = PACKER_EXTRA_VARS.search(packer_log.read_text(errors="replace"))
+    assert match, f"no ansible-playbook --extra-vars in {packer_log}"
+    return json.loads(match.group(1))
+
+
+def changed_tasks(log: str) -> list[str]:
+    """The tasks of an ansible-playbook log that reported a change."""
+    tasks, current = [], ""
+    for line in log.splitlines():
+        if line.startswith("TASK ["):
+            current = line.split("[", 1)[1].rsplit("]", 1)[0]
+        elif line.startswith("changed: [") and current not in tasks:
+            tasks.append(current)
+    return tasks
+
+
+def _reconverge(bake_run, tmp_path_factory) -> dict[str, object]:
+    baked = bake_run.wait_image()
+    work = tmp_path_factory.mktemp("reconverge")
+    extra = build_extra_vars(bake_run.out / "packer.log")
+    name = f"nodeforge-reconverge-{uuid.uuid4().hex[:6]}"
+    docker.start_instance(baked.image, name)
+    try:
+        (work / "inventory.ini").write_text(f"{name} ansible_connection=community.docker.docker\n")
+        with ArtifactMirror(cache_dir() / "fixtures" / "artifacts") as mirror:
+            extra.update(dict.fromkeys(MIRROR_VARS, mirror.url))
+            repo = repo_root()
+            env = dict(
+                os.environ,
+                ANSIBLE_CONFIG=str(repo / "ansible.cfg"),
+                ANSIBLE_ROLES_PATH=str(repo / "roles"),
+                ANSIBLE_FORCE_COLOR="0",
+                PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+            )
+            command = ["ansible-playbook", "-i", str(work / "inventory.ini"), "--extra-vars", json.dumps(extra),
+                       str(repo / "playbooks" / "node.yml")]  # fmt: skip
+            proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=repo, check=False)
+    finally:
+        docker.remove(name)
+    log = work / "reconverge.log"
+    log.write_text(proc.stdout + proc.stderr)
+    return {"rc": proc.returncode, "log": log, "extra_vars": extra}
+
+
+BAKE_RUNS = {"reconverge": _reconverge}
+
+
+def test_baked_image_reconverges_with_no_change(bake_runs):
+    run = bake_runs.result("reconverge")
+    text = run["log"].read_text()
+    assert run["rc"] == 0, f"the re-converge failed ({run['log']}):\n" + "\n".join(text.splitlines()[-40:])
+    recap = RECAP.findall(text)
+    assert len(recap) == 1, recap  # one host
+    ok, changed, unreachable, failed = (int(n) for n in recap[0])
+    assert (unreachable, failed) == (0, 0), run["log"]
+    changed_names = changed_tasks(text)
+    assert set(changed_names) <= BOOT_TRACES_CLEANED, (changed_names, run["log"])
+    assert changed == len(changed_names)  # every change is one of those tasks, once
+    assert ok > 200  # the whole node ran, not an empty play
+
+
+def test_one_package_index_refresh_in_the_build(baked):
+    """The whole node includes os_packages from several roles: the build refreshed the apt index once in all."""
+    _, out = baked
+    text = re.sub(r"^\s*docker\.node: ", "", (out / "packer.log").read_text(errors="replace"), flags=re.M)
+    blocks = text.split("TASK [os_packages : Refresh the apt package index when packages are missing]")[1:]
+    ran = [b for b in blocks if re.search(r"^(ok|changed): \[", b.split("TASK [", 1)[0], re.M)]
+    assert len(blocks) >= 5 and len(ran) == 1, (len(blocks), len(ran))
 
 
 def test_checks_pass_against_the_image(baked):
