@@ -216,6 +216,11 @@ def bake_local(options: BakeOptions, reporter: StageReporter | None = None) -> B
     return report
 
 
+# The sealed disk's boot check under software emulation: the same bound as the mutable image's first boot
+# (LaunchOptions.timeout). 300 s ran out on a loaded 2-CPU machine beside three other TCG guests.
+IMMUTABLE_BOOT_TIMEOUT = 900.0
+
+
 def _seal(
     options: BakeOptions,
     report: BakeReport,
@@ -238,6 +243,7 @@ def _seal(
         boot=options.boot,
         stage=stage,  # type: ignore[arg-type]
         sealed=sealed_root,
+        boot_timeout=IMMUTABLE_BOOT_TIMEOUT,
     )
     report.immutable = sealed.to_dict()
     if sealed.boot is not None and not sealed.boot.ok:

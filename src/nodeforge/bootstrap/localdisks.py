@@ -169,10 +169,12 @@ class LocalDisks:
                 "mdadm", "--create", "--force", "--verbose", MD_DEVICE, f"--level={level}", f"--name={MD_NAME}",
                 f"--raid-devices={len(disks)}", *disks,
             )  # fmt: skip
-            config.write_text(self._run("mdadm", "--detail", "--scan").stdout, encoding="utf-8")
             # /dev/md/kubernetes is udev's link: mdadm waits 5 s for it, then goes on without it (a booted TCG
-            # node, RAID10's resync starting, got "timeout waiting for /dev/md/kubernetes"; lsblk then failed)
+            # node, RAID10's resync starting, got "timeout waiting for /dev/md/kubernetes"; lsblk then failed).
+            # Settle before the scan: without the link, --detail --scan names the array /dev/md127, and a slow first
+            # boot wrote that into the config (seen under load on a TCG node)
             self._run("udevadm", "settle", f"--timeout={SETTLE_SECONDS}", check=False)
+            config.write_text(self._run("mdadm", "--detail", "--scan").stdout, encoding="utf-8")
         device = self._md_device()
         if self._unformatted(device):
             # the log stripe unit must stay under 256k: 8 blocks (32k); instance stores come trimmed (-K)
