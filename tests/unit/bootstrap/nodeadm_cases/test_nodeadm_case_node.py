@@ -309,8 +309,13 @@ class FakeRunner:
         argv = list(argv)
         self.commands.append(argv)
         if argv[:3] == ["mdadm", "--detail", "--scan"]:
-            created = any(c[:2] == ["mdadm", "--create"] for c in self.commands)
-            return localdisks.Result(0, "ARRAY /dev/md/kubernetes metadata=1.2 name=kubernetes\n" if created else "")
+            creates = [i for i, c in enumerate(self.commands) if c[:2] == ["mdadm", "--create"]]
+            if not creates:
+                return localdisks.Result(0, "")
+            # udev makes the /dev/md/NAME link some time after the create: until a settle, mdadm names md127
+            settled = any(c[:2] == ["udevadm", "settle"] for c in self.commands[creates[-1] :])
+            device = "/dev/md/kubernetes" if settled else "/dev/md127"
+            return localdisks.Result(0, f"ARRAY {device} metadata=1.2 name=kubernetes\n")
         if argv[0] == "blkid":
             return localdisks.Result(0, "0b0d1c4e-1111-2222-3333-444455556666\n")
         if argv[:2] == ["systemctl", "is-active"]:
