@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import lead_cpu
 
 from nodeforge.bake import docker
 from nodeforge.bake.base import BaseSpec
@@ -120,7 +119,6 @@ def bake_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BakeRun]:
     run = BakeRun(out=out, image=f"{options.image_repository}:{options.image_tag}")
 
     def bake() -> None:
-        lead_cpu()  # the longest path of the test run starts with this Packer build
         try:
             run.report = bake_local(options, _SignalingReporter(run))
         except BaseException as exc:  # handed to the tests that wait for it

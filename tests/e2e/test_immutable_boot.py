@@ -30,7 +30,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from e2e_support import lead_cpu
 
 from nodeforge.bake.pipeline import BakeOptions, BakeReport, _seal
 from nodeforge.immutable import UpdateRefusedError, update
@@ -90,7 +89,6 @@ def _immutable_chain(bake_run, tmp_path_factory) -> dict[str, object]:
     """Seal; the bake stage (disk, boot) beside the sealing of the update variants and, once its disk is built, the
     node's own updates on a copy of it; a copy of the disk as the bake stage left it (for the host-side update
     checks). Each step's result, or its exception, by name; "failed" is the first failure before any step."""
-    lead_cpu()  # the run's longest path: Packer, then this chain (its threads and processes start from this one)
     out = tmp_path_factory.mktemp("immutable")
     steps: dict[str, object] = {}
     try:
