@@ -11,7 +11,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from e2e_support import yield_cpu
 
 from nodeforge.bake import docker
 from nodeforge.bake.mirror import ArtifactMirror
@@ -60,7 +59,6 @@ def changed_tasks(log: str) -> list[str]:
 
 
 def _reconverge(bake_run, tmp_path_factory) -> dict[str, object]:
-    yield_cpu()  # not on the group's longest path
     baked = bake_run.wait_image()
     work = tmp_path_factory.mktemp("reconverge")
     extra = build_extra_vars(bake_run.out / "packer.log")

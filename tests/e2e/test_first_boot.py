@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from e2e_support import yield_cpu
 
 from nodeforge.vm.disk import PROBE_EXTRA_SCRIPT
 from nodeforge.vm.launch import FIRST_BOOT_USER_DATA, USER_DATA_DIR, LaunchOptions, NodeReport, expected_files, launch
@@ -234,8 +233,7 @@ def _rerun_bad(node: NodeReport, name: str, karpenter: bytes) -> BadRun:
 def _mng_twice(bake_run, tmp_path_factory) -> tuple[NodeReport, NodeReport, bytes]:
     """A managed-node-group user data under OVMF (its bootstrap.sh call with ``--local-disks mount``, on an instance
     with two instance-store disks), then the same instance started again (a reboot: root volume and instance store
-    as the first boot left them). Not on the group's longest path: at a lower CPU priority, with a longer bound."""
-    yield_cpu()
+    as the first boot left them)."""
     disk = bake_run.wait_disk().disk
     mng = (USER_DATA_DIR / "mng-al2-local-disks.mime").read_bytes()
     options = LaunchOptions(
@@ -246,7 +244,6 @@ def _mng_twice(bake_run, tmp_path_factory) -> tuple[NodeReport, NodeReport, byte
         memory_mb=1536,
         instance_type="m5d.4xlarge",
         instance_store=(8 << 30, 8 << 30),
-        timeout=1800,
     )
     return launch(options), launch(options), mng  # the second boots the root volume the first left
 
