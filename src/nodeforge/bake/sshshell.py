@@ -140,10 +140,10 @@ class PersistentShellSshBackend(SshBackend):
         assert self._proc is not None and self._proc.stdout is not None
         fd = self._proc.stdout.fileno()
         remaining = deadline - time.monotonic()
-        ready = select.select([fd], [], [], max(remaining, 0))[0] if remaining > 0 else []
-        if not ready:
+        ready = select.select([fd], [], [], remaining)[0] if remaining > 0 else []
+        if not ready:  # the deadline is the command's (COMMAND_TIMEOUT) or the session start's (START_TIMEOUT)
             self.close()
-            raise ShellSessionError(f"{self.hostname}: no answer from the shell session within {COMMAND_TIMEOUT:.0f} s")
+            raise ShellSessionError(f"{self.hostname}: no answer from the shell session before its deadline")
         chunk = os.read(fd, 1 << 16)
         if not chunk:
             self.close()
