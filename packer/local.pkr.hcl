@@ -186,6 +186,16 @@ variable "verify_dir" {
   }
 }
 
+variable "cgroup_parent" {
+  type        = string
+  description = "Cgroup the build instance's container is created under (docker run --cgroup-parent), e.g. one with a larger CPU share on a shared build host; empty: Docker's default."
+  default     = ""
+  validation {
+    condition     = var.cgroup_parent == "" || (length(trim(var.cgroup_parent, "/ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")) == 0 && length(split("..", var.cgroup_parent)) == 1)
+    error_message = "The cgroup_parent must be empty or a cgroup path such as /nodeforge-lead (letters, digits, _ . - and /)."
+  }
+}
+
 locals {
   # docker run options for a systemd instance on this kind of host (see ../shared/notes/substrate.md):
   # every capability but SYS_RESOURCE (host lacks it) and SYS_TIME (keep the host clock safe).
@@ -202,6 +212,7 @@ locals {
     ["--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
     "--security-opt", "systempaths=unconfined"],
     ["-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "-v", "/var/lib/containerd", "--tmpfs", "/run", "--tmpfs", "/tmp"],
+    var.cgroup_parent == "" ? [] : ["--cgroup-parent", var.cgroup_parent],
     ["{{.Image}}", "/lib/systemd/systemd"],
   )
   extra_vars = {

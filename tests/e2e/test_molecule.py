@@ -1,4 +1,6 @@
-"""Every Molecule scenario: create, converge, idempotence (a second converge changes nothing), verify.
+"""Every Molecule scenario: create, converge, idempotence (a second converge changes nothing), verify; the
+scenarios of the roles the whole node applies as they are (WHOLE_NODE_ROLES) take their second converge from the
+whole node's re-converge of the baked image instead.
 
 The default scenario (the whole node, playbooks/node.yml, in a container) is opt-in here
 (NODEFORGE_MOLECULE_DEFAULT=1): the test run proves the same on what the bake ships, where it does not repeat the
@@ -16,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = sorted(p.parent.name for p in (REPO / "molecule").glob("*/molecule.yml"))
@@ -38,6 +41,36 @@ def test_every_role_has_a_scenario():
     roles = {p.name for p in (REPO / "roles").iterdir() if (p / "tasks").is_dir()}
     assert roles <= set(SCENARIOS), f"roles without a scenario: {roles - set(SCENARIOS)}"
     assert "default" in SCENARIOS
+
+
+# Scenarios that converge their roles as playbooks/node.yml does (roles only, no tasks of their own, no host
+# variables; test_whole_node_role_scenarios_only_apply_roles checks it). Here they run destroy, create, prepare,
+# converge, verify, destroy: the role alone on a bare instance, and its checks. Their second converge is the whole
+# node's, on the baked image (test_bake.py::test_baked_image_reconverges_with_no_change runs every one of these roles
+# again with the build's variables and fails on any change). `molecule test -s NAME` keeps the full sequence.
+WHOLE_NODE_ROLES = (
+    "bootstrap_agent", "cloud_init", "iam_authenticator", "image_manifest", "kubelet", "node_base", "ssm_agent",
+    "target_python",
+)  # fmt: skip
+PLAY_KEYS = {"name", "hosts", "become", "gather_facts", "roles"}
+
+
+def test_whole_node_role_scenarios_only_apply_roles():
+    node = yaml.safe_load((REPO / "playbooks" / "node.yml").read_text())
+    node_roles = {entry["role"] for play in node for entry in play.get("roles", [])}
+    for scenario in WHOLE_NODE_ROLES:
+        plays = yaml.safe_load((REPO / "molecule" / scenario / "converge.yml").read_text())
+        for play in plays:
+            assert set(play) <= PLAY_KEYS, (scenario, sorted(set(play) - PLAY_KEYS))
+            assert {entry["role"] for entry in play["roles"]} <= node_roles, scenario
+        config = yaml.safe_load((REPO / "molecule" / scenario / "molecule.yml").read_text())
+        assert "inventory" not in config.get("provisioner", {}), scenario
+
+
+def molecule_commands(scenario: str) -> list[list[str]]:
+    if scenario in WHOLE_NODE_ROLES:  # molecule test without its idempotence step (see WHOLE_NODE_ROLES)
+        return [["molecule", action, "-s", scenario] for action in ("destroy", "converge", "verify", "destroy")]
+    return [["molecule", "test", "-s", scenario]]
 
 
 RUN_DEFAULT = os.environ.get("NODEFORGE_MOLECULE_DEFAULT") == "1"
@@ -68,14 +101,22 @@ def test_molecule_scenario(scenario, mirror, tmp_path):
     cache_offset = cache_log.stat().st_size if cache_log.exists() else 0
     # The run's longest paths are the bake (its Packer converge and QEMU boots, tests/e2e/conftest.py) and the whole
     # node (default): the other scenarios' controllers (Ansible, testinfra) yield the CPU to them when it is short.
-    command = ["molecule", "test", "-s", scenario]
-    if scenario != "default":
-        command = ["nice", "-n", str(MOLECULE_NICENESS), *command]
+    commands = molecule_commands(scenario)
+    failed = None
     with log.open("w") as handle:
-        proc = subprocess.run(command, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT)
+        for command in commands:
+            niced = command if scenario == "default" else ["nice", "-n", str(MOLECULE_NICENESS), *command]
+            proc = subprocess.run(niced, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT)
+            if proc.returncode != 0 and failed is None:
+                failed = " ".join(command)
+                if command is not commands[-1]:  # still destroy the instance
+                    subprocess.run(["molecule", "destroy", "-s", scenario], cwd=REPO, env=env, stdout=handle,
+                                   stderr=subprocess.STDOUT)  # fmt: skip
+                break
     text = log.read_text(errors="replace")
-    assert proc.returncode == 0, f"molecule test -s {scenario} failed:\n" + "\n".join(text.splitlines()[-60:])
-    assert "Idempotence completed successfully" in text or "idempotence: Executed: Successful" in text
+    assert failed is None, f"{failed} failed:\n" + "\n".join(text.splitlines()[-60:])
+    if scenario not in WHOLE_NODE_ROLES:
+        assert "Idempotence completed successfully" in text or "idempotence: Executed: Successful" in text
     assert " passed" in text
     if scenario == "default":  # the whole node includes os_packages from five roles: one index refresh in all
         assert text.count(REFRESH_TASK) >= 5 and index_refreshes(text) == 1, "apt index refreshed more than once"

@@ -40,6 +40,8 @@ def test_template_validates():
         ("variant=sealed", "variant must be mutable or immutable"),
         ("apt_proxy=127.0.0.1:3142", "apt_proxy must be empty or a proxy URL"),
         ("apt_proxy=http://cache 3142", "apt_proxy must be empty or a proxy URL"),
+        ("cgroup_parent=nodeforge lead", "cgroup_parent must be empty or a cgroup path"),
+        ("cgroup_parent=/../escape", "cgroup_parent must be empty or a cgroup path"),
     ],
 )
 def test_bad_variables_rejected(var, message):
@@ -61,6 +63,20 @@ def test_bake_rejects_a_bad_apt_proxy_first():
 
     with pytest.raises(BakeError, match=r"apt proxy '127\.0\.0\.1:3142' is not a proxy URL"):
         bake_local(BakeOptions(apt_proxy="127.0.0.1:3142"))
+
+
+def test_cgroup_parent_reaches_docker_run():
+    """The build container's docker run options as Packer renders them: --cgroup-parent only when one is given."""
+    rendered = []
+    for value in ("", "/nodeforge-lead"):
+        proc = subprocess.run(
+            ["packer", "console", "-var", f"cgroup_parent={value}", str(TEMPLATE)],
+            input="local.run_command\n", capture_output=True, text=True, cwd=REPO, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        rendered.append(" ".join(proc.stdout.replace(",", " ").split()))
+    assert "--cgroup-parent" not in rendered[0]
+    assert '"--cgroup-parent" "/nodeforge-lead" "{{.Image}}"' in rendered[1]
 
 
 def test_immutable_variant_validates():

@@ -57,6 +57,8 @@ class BakeOptions:
     first_boot_instance_store: tuple[int, ...] = (8 << 30, 8 << 30)  # sparse files: the size costs nothing
     # immutable: private key that signs the sealed root's hash (None: unsigned)
     signing_key: Path | None = None
+    # Cgroup the Packer build's container is created under (docker run --cgroup-parent; "": Docker's default)
+    cgroup_parent: str = ""
 
 
 @dataclass
@@ -161,6 +163,7 @@ def bake_local(options: BakeOptions, reporter: StageReporter | None = None) -> B
             "git_commit": _git_commit(),
             "variant": options.variant,
             "apt_proxy": options.apt_proxy,
+            "cgroup_parent": options.cgroup_parent,
             # the immutable variant's seal step (a shell-local post-processor) exports and seals the image
             "seal_dir": str(out / "immutable" / "sealed"),
             "rootfs_tar": str(out / "rootfs.tar"),
