@@ -367,5 +367,6 @@ def test_the_run_changed_nothing(argspec_run: Run) -> None:
     assert stats["changed"] == 0, stats
     assert stats["failures"] == 0 and stats["unreachable"] == 0, stats
     assert stats["rescued"] == rejecting, stats
-    # ~20 s on 2 busy cores; far more means a case ran a role's tasks instead of stopping at its checks
-    assert argspec_run.seconds < 120, f"the argument-spec run took {argspec_run.seconds:.0f} s"
+    # That each rejection stopped at its checks (no role task after them) is problems_of's, per case: not a time
+    # bound, which a loaded machine breaks (20 s alone, 215 s beside the bake's boots).
+    print(f"argument-spec run: {len(argspec_run.cases)} cases in {argspec_run.seconds:.0f} s")
