@@ -111,6 +111,16 @@ def test_one_package_index_refresh_in_the_build(baked):
     assert text.count(REFRESH_TASK) >= 5 and index_refreshes(text) == 1, "apt index refreshed more than once"
 
 
+def test_build_container_ran_in_the_lead_cgroup(baked, bake_run):
+    """When the run has its lead CPU cgroup (conftest.LeadCpu), Packer started the build container under it."""
+    if bake_run.lead is None:
+        pytest.skip("no writable cgroup v1 cpu hierarchy: the build ran with Docker's default cgroup")
+    _, out = baked
+    run_command = next(line for line in (out / "packer.log").read_text(errors="replace").splitlines()
+                       if "Run command: docker run" in line)  # fmt: skip
+    assert f"--cgroup-parent {bake_run.lead.docker_parent} " in run_command, run_command
+
+
 def test_checks_pass_against_the_image(baked):
     report, _ = baked
     assert report.verify["failed"] == 0
