@@ -179,6 +179,7 @@ def bake_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BakeRun]:
         out_dir=out,
         apt_proxy=os.environ.get("NODEFORGE_APT_PROXY", ""),
         cgroup_parent=lead.docker_parent if lead else "",
+        first_boot_timeout=1800.0,  # beside the other guests and the Molecule scenarios (test_first_boot.py)
     )
     run = BakeRun(out=out, image=f"{options.image_repository}:{options.image_tag}", lead=lead)
 

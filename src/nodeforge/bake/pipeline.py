@@ -55,6 +55,9 @@ class BakeOptions:
     first_boot_firmware: str = "bios"
     first_boot_instance_type: str = "m5d.4xlarge"  # 2 x 300 GB NVMe instance store on EC2
     first_boot_instance_store: tuple[int, ...] = (8 << 30, 8 << 30)  # sparse files: the size costs nothing
+    # Seconds from power-on to the node's report under software emulation (a boot alone: 90-120 s; the test suite
+    # boots it beside three other guests and the Molecule scenarios)
+    first_boot_timeout: float = 900.0
     # immutable: private key that signs the sealed root's hash (None: unsigned)
     signing_key: Path | None = None
     # Cgroup the Packer build's container is created under (docker run --cgroup-parent; "": Docker's default)
@@ -284,6 +287,7 @@ def _first_boot(
         instance_store=options.first_boot_instance_store,
         ssh=True,
         keep_running=True,
+        timeout=options.first_boot_timeout,
     )
     for old in launch_options.work_dir.glob("*"):
         if old.is_file() or old.is_socket():
