@@ -230,12 +230,6 @@ def _rerun_bad(node: NodeReport, name: str, karpenter: bytes) -> BadRun:
     return BadRun(extra["units"], journal.stdout, console, extra["files"])
 
 
-# The extra launches boot beside the bake's own boot and checks, the immutable chain (which has the larger CPU share,
-# conftest.LeadCpu) and the Molecule scenarios: the MNG report came 896 s after power-on in one run and missed the
-# launch's 900 s default in the next (cloud-init done at 748 s of uptime), where the same boot alone takes 90-120 s.
-EXTRA_LAUNCH_TIMEOUT = 1800.0
-
-
 def _mng_twice(bake_run, tmp_path_factory) -> tuple[NodeReport, NodeReport, bytes]:
     """A managed-node-group user data under OVMF (its bootstrap.sh call with ``--local-disks mount``, on an instance
     with two instance-store disks), then the same instance started again (a reboot: root volume and instance store
@@ -250,7 +244,7 @@ def _mng_twice(bake_run, tmp_path_factory) -> tuple[NodeReport, NodeReport, byte
         memory_mb=1536,
         instance_type="m5d.4xlarge",
         instance_store=(8 << 30, 8 << 30),
-        timeout=EXTRA_LAUNCH_TIMEOUT,
+        timeout=bake_run.boot_timeout,
     )
     return launch(options), launch(options), mng  # the second boots the root volume the first left
 
@@ -268,7 +262,7 @@ def _bad_launches(bake_run, tmp_path_factory) -> dict[str, BadRun]:
         memory_mb=1536,
         ssh=True,
         keep_running=True,
-        timeout=EXTRA_LAUNCH_TIMEOUT,
+        timeout=bake_run.boot_timeout,
     )
     node = launch(options)
     try:
