@@ -1,11 +1,21 @@
 """cloud_init: cloud-init with the Ec2 datasource (IMDSv2), the default user, an SSH server with per-instance keys."""
 
+import re
+
 import pytest
 import yaml
 
 pytestmark = pytest.mark.cloud_init
 
 CONFIG = "/etc/cloud/cloud.cfg.d/05_nodeforge.cfg"
+STAGE_LISTS = ("cloud_init_modules", "cloud_config_modules", "cloud_final_modules")
+# Modules of Debian's and Ubuntu's cloud.cfg that cloud-init's amazon variant does not list (upstream
+# config/cloud.cfg.tmpl): the Debian stand-in must not run them where an Amazon Linux node would not.
+DEBIAN_ONLY_MODULES = {"snap", "grub_dpkg", "apt_pipelining", "apt_configure", "byobu", "fan", "landscape", "lxd"}
+# What first boot needs of them: user-data scripts and commands, the default user and its key, host keys, hostname.
+FIRST_BOOT_MODULES = {"bootcmd", "write_files", "set_hostname", "users_groups", "ssh", "runcmd", "scripts_user"}
+# Those of them that run whatever the user data holds (the others skip without their cloud-config key).
+ALWAYS_RUN_MODULES = {"set_hostname", "users_groups", "ssh", "scripts_user"}
 
 
 def _booted(host) -> bool:
@@ -75,6 +85,33 @@ def test_first_boot_ran_from_imds(host):
     keys = host.file("/home/ec2-user/.ssh/authorized_keys")
     assert keys.exists and keys.user == "ec2-user" and keys.mode == 0o600
     assert keys.content_string.strip()
+
+
+def _module(name: str) -> str:
+    return name.replace("-", "_")
+
+
+def test_stage_modules_as_amazon_ships_them(host):
+    """The Debian stand-in runs the amazon variant's module lists (the role writes them); an Amazon Linux AMI keeps
+    its own cloud.cfg, which are those."""
+    if host.system_info.distribution not in ("debian", "ubuntu"):
+        pytest.skip("the AMI's own cloud.cfg lists are kept on Amazon Linux")
+    data = yaml.safe_load(host.file(CONFIG).content_string)
+    listed = {_module(name) for stage in STAGE_LISTS for name in data[stage]}
+    assert not listed & DEBIAN_ONLY_MODULES, sorted(listed & DEBIAN_ONLY_MODULES)
+    assert listed >= FIRST_BOOT_MODULES, sorted(FIRST_BOOT_MODULES - listed)
+
+
+def test_first_boot_ran_only_the_listed_modules(host):
+    """On the booted node: the modules cloud-init ran are the configured ones (its log names each module it runs)."""
+    if not _booted(host):
+        pytest.skip("cloud-init runs only on a booted instance (this is a container)")
+    log = host.run("cat /var/log/cloud-init.log")
+    assert log.rc == 0, log.stderr
+    ran = {_module(name) for name in re.findall(r"Running module (\S+) \(", log.stdout)}
+    assert ran >= ALWAYS_RUN_MODULES, sorted(ALWAYS_RUN_MODULES - ran)
+    if host.system_info.distribution in ("debian", "ubuntu"):
+        assert not ran & DEBIAN_ONLY_MODULES, sorted(ran & DEBIAN_ONLY_MODULES)
 
 
 def test_network_wait_is_off_in_containers(host):
