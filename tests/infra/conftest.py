@@ -1,9 +1,10 @@
 """Shared settings of the node checks.
 
-These checks run in four places: Molecule's verify step (docker backend, `docker exec` into the instance),
-`nodeforge verify IMAGE` (docker backend, against an instance of a baked image), the end-to-end bake test, and the
-booted node (`nodeforge verify --ssh`: one root shell over SSH, nodeforge.bake.sshshell, against the image booted
-under QEMU from its own disk).
+These checks run in four places: Molecule's verify step (into the instance), `nodeforge verify IMAGE` (against an
+instance of a baked image), the build's own `verify-build` and the booted node (`nodeforge verify --ssh`, against the
+image booted under QEMU from its own disk). Each runs its commands through one shell on the node
+(nodeforge.bake.shellsession: `nodeforge-docker://CONTAINER`, one `docker exec -i`; `nodeforge-ssh://`, one SSH
+session).
 """
 
 from __future__ import annotations
@@ -36,10 +37,12 @@ def pytest_configure(config: pytest.Config) -> None:
         "cis",
     ):
         config.addinivalue_line("markers", f"{marker}: checks of the {marker} role")
-    # `nodeforge verify --ssh` runs the checks through one root shell on the node (nodeforge.bake.sshshell)
+    # one shell per node for all of a run's commands (nodeforge.bake.shellsession): `nodeforge verify --ssh` over SSH,
+    # `nodeforge verify IMAGE`, `verify-build docker://` and Molecule's verify step through one `docker exec -i`
     from testinfra.backend import BACKENDS
 
     BACKENDS.setdefault("nodeforge-ssh", "nodeforge.bake.sshshell.PersistentShellSshBackend")
+    BACKENDS.setdefault("nodeforge-docker", "nodeforge.bake.shellsession.PersistentShellDockerBackend")
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +73,7 @@ def put_file(request: pytest.FixtureRequest):
         if backend.NAME == "ansible":
             result = host.ansible("copy", f"src={src} dest={dest} mode=0644", check=False, become=True)
             assert not result.get("failed"), result
-        elif backend.NAME == "docker":
+        elif backend.NAME in ("docker", "nodeforge-docker"):
             subprocess.run(["docker", "cp", str(src), f"{backend.name}:{dest}"], check=True)
         elif backend.NAME in ("ssh", "nodeforge-ssh"):
             spec = backend.host

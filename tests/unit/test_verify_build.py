@@ -13,7 +13,7 @@ from nodeforge.bake.verify import BuildTarget, scan_target
 
 def test_docker_target():
     target = BuildTarget("docker://abc123")
-    assert target.pytest_args(Path("/x")) == ["--hosts=docker://abc123"]
+    assert target.pytest_args(Path("/x")) == ["--hosts=nodeforge-docker://abc123"]
     assert target.tar_command()[:3] == ["docker", "exec", "abc123"]
     assert target.tar_command()[3:] == ["tar", "--one-file-system", "--numeric-owner", "-C", "/", "-cf", "-", "."]
 

@@ -1,68 +1,25 @@
-"""The node checks' commands over one SSH session: a testinfra backend that keeps a root shell open on the node.
-
-testinfra's ssh backend makes every command its own SSH session and, with ``--sudo``, its own ``sudo /bin/sh -c``:
-a new sshd session process, PAM for the session and again for sudo, sudo's policy, then the shell. On a node under
-software emulation that is about half a second of the guest's CPU per command (measured on the baked image: 0.58 s
-for a multiplexed ``sudo true``, 0.014 s for ``true`` in a shell already open), and the checks run hundreds of
-commands. This backend opens one session running ``sudo -n /bin/sh`` and runs each command in it exactly as sudo
-would (``/bin/sh -c COMMAND``, stdin from /dev/null), keeping each command's stdout, stderr and exit status apart:
-the shell writes them to files in a private directory under /run and sends them back framed by their byte counts, so
-binary or unterminated output comes back exact.
-
-Used by `nodeforge verify --ssh` (scheme ``nodeforge-ssh://``, registered by tests/infra/conftest.py); a command run
-with a different sudo setting than the shell's (``host.sudo("other")``) goes through the plain ssh backend.
+"""The node checks' commands over one SSH session: ``nodeforge-ssh://USER@HOST:PORT``, the testinfra backend of
+`nodeforge verify --ssh` (the session itself: nodeforge.bake.shellsession, which says why one shell).
 """
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import os
-import secrets
-import select
 import shlex
-import subprocess
-import tempfile
-import time
-from typing import Any
 
-from testinfra.backend import base
 from testinfra.backend.ssh import SshBackend
 
+from nodeforge.bake.shellsession import COMMAND_TIMEOUT, START_TIMEOUT, PersistentShell, ShellSessionError
+
+__all__ = ["COMMAND_TIMEOUT", "SCHEME", "START_TIMEOUT", "PersistentShellSshBackend", "ShellSessionError"]
+
 SCHEME = "nodeforge-ssh"
-COMMAND_TIMEOUT = 900.0  # seconds one command may take before the session is given up
-START_TIMEOUT = 120.0
 
 
-class ShellSessionError(RuntimeError):
-    """The node's shell session could not start, died, or stopped answering."""
-
-
-class PersistentShellSshBackend(SshBackend):
+class PersistentShellSshBackend(PersistentShell, SshBackend):
     NAME = SCHEME
 
-    def __init__(self, hostspec: str, *args: Any, **kwargs: Any) -> None:
-        super().__init__(hostspec, *args, **kwargs)
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._shell_sudo: tuple[bool, str | None] | None = None
-        self._marker = ""
-        self._buffer = b""
-        # the sessions' own stderr (ssh, sudo), for error messages; kept as long as the backend
-        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
-        atexit.register(self.close)
-
-    # --- testinfra's interface ---
-
-    def run(self, command: str, *args: str, **kwargs: Any) -> base.CommandResult:
-        text = self.quote(command, *args)
-        if self._shell_sudo is not None and self._shell_sudo != (self.sudo, self.sudo_user):
-            return super().run(command, *args, **kwargs)  # host.sudo(OTHER) inside a check: its own session
-        if self._proc is None:
-            self._start()
-        rc, stdout, stderr = self._exchange(text)
-        return self.result(rc, self.encode(text), stdout, stderr)
-
-    # --- the session ---
+    def session_argv(self, remote: str) -> list[str]:
+        return self.ssh_argv(remote)
 
     def ssh_argv(self, remote: str) -> list[str]:
         argv = ["ssh"]
@@ -81,102 +38,3 @@ class PersistentShellSshBackend(SshBackend):
         # one session of its own: never a master other ssh commands (scp of a put_file) would depend on
         argv += ["-o", "ControlMaster=no", "-o", "ControlPath=none", "-T", self.host.name, remote]
         return argv
-
-    def _remote_shell(self) -> str:
-        if not self.sudo:
-            return "/bin/sh"
-        if self.sudo_user is None:
-            return "sudo -n /bin/sh"
-        return self.quote("sudo -n -u %s /bin/sh", self.sudo_user)
-
-    def _start(self) -> None:
-        self._marker = f"NODEFORGE-{secrets.token_hex(8)}"
-        self._proc = subprocess.Popen(
-            self.ssh_argv(self._remote_shell()), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr
-        )
-        self._shell_sudo = (self.sudo, self.sudo_user)
-        self._buffer = b""
-        # a private directory for each command's output: /run (tmpfs, root's, gone at the next boot) when the shell
-        # is root, else the user's temporary directory; removed when the shell exits
-        self._send(
-            "umask 077\n"
-            "d=$(mktemp -d -p /run nodeforge-verify.XXXXXX 2>/dev/null || mktemp -d) || exit 97\n"
-            "trap 'rm -rf \"$d\"' EXIT\n"
-            f"echo {self._marker} ready\n"
-        )
-        line = self._read_line(time.monotonic() + START_TIMEOUT)
-        if line != f"{self._marker} ready":
-            raise ShellSessionError(f"{self.hostname}: the shell session did not start: {line!r}{self._session_log()}")
-
-    def _exchange(self, command: str) -> tuple[int, bytes, bytes]:
-        self._send(
-            f'/bin/sh -c {shlex.quote(command)} </dev/null >"$d/o" 2>"$d/e"; '
-            f'echo "{self._marker} $?"; stat -c %s "$d/o" "$d/e"; cat "$d/o" "$d/e"\n'
-        )
-        deadline = time.monotonic() + COMMAND_TIMEOUT
-        head = self._read_line(deadline)
-        marker, _, rc = head.partition(" ")
-        if marker != self._marker or not rc.isdigit():
-            self.close()
-            raise ShellSessionError(f"{self.hostname}: the shell session is out of step (got {head!r}) for {command}")
-        sizes = [self._read_line(deadline) for _ in range(2)]
-        if not all(size.isdigit() for size in sizes):
-            self.close()
-            raise ShellSessionError(f"{self.hostname}: no output sizes ({sizes}) for {command}{self._session_log()}")
-        out_size, err_size = (int(size) for size in sizes)
-        data = self._read_exact(out_size + err_size, deadline)
-        return int(rc), data[:out_size], data[out_size:]
-
-    def _send(self, text: str) -> None:
-        assert self._proc is not None and self._proc.stdin is not None
-        try:
-            self._proc.stdin.write(text.encode())
-            self._proc.stdin.flush()
-        except (BrokenPipeError, OSError) as exc:
-            self.close()
-            raise ShellSessionError(f"{self.hostname}: the shell session is gone ({exc}){self._session_log()}") from exc
-
-    def _fill(self, deadline: float) -> None:
-        assert self._proc is not None and self._proc.stdout is not None
-        fd = self._proc.stdout.fileno()
-        remaining = deadline - time.monotonic()
-        ready = select.select([fd], [], [], remaining)[0] if remaining > 0 else []
-        if not ready:  # the deadline is the command's (COMMAND_TIMEOUT) or the session start's (START_TIMEOUT)
-            self.close()
-            raise ShellSessionError(f"{self.hostname}: no answer from the shell session before its deadline")
-        chunk = os.read(fd, 1 << 16)
-        if not chunk:
-            self.close()
-            raise ShellSessionError(f"{self.hostname}: the shell session ended{self._session_log()}")
-        self._buffer += chunk
-
-    def _read_line(self, deadline: float) -> str:
-        while b"\n" not in self._buffer:
-            self._fill(deadline)
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        return line.decode(errors="replace")
-
-    def _read_exact(self, size: int, deadline: float) -> bytes:
-        while len(self._buffer) < size:
-            self._fill(deadline)
-        data, self._buffer = self._buffer[:size], self._buffer[size:]
-        return data
-
-    def _session_log(self) -> str:
-        self._stderr.seek(0)
-        text = self._stderr.read().decode(errors="replace").strip()
-        return f": {text}" if text else ""
-
-    def close(self) -> None:
-        proc, self._proc = self._proc, None
-        self._shell_sudo = None
-        if proc is None:
-            return
-        if proc.stdin is not None:
-            with contextlib.suppress(OSError):
-                proc.stdin.close()  # the shell reads end of input, exits, its trap removes the directory
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()

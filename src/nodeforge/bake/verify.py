@@ -110,7 +110,7 @@ def verify_image(image: str, *, out_dir: Path, markers: str | None = None, keep:
             try:
                 cmd = [
                     sys.executable, "-m", "pytest", str(repo_root() / "tests" / "infra"),
-                    f"--hosts=docker://{name}", "-p", "no:cacheprovider", f"--junitxml={junit}", "-q", "-m", expr,
+                    f"--hosts=nodeforge-docker://{name}", "-p", "no:cacheprovider", f"--junitxml={junit}", "-q", "-m", expr,
                 ]  # fmt: skip
                 handle.write(f"== {label} instance: -m '{expr}'\n")
                 handle.flush()
@@ -262,8 +262,8 @@ class BuildTarget:
         ]  # fmt: skip
 
     def pytest_args(self, ssh_config: Path) -> list[str]:
-        if self.is_docker:
-            return [f"--hosts={self.url}"]
+        if self.is_docker:  # one `docker exec -i` shell for all the checks' commands (nodeforge.bake.shellsession)
+            return [f"--hosts=nodeforge-{self.url}"]
         args = [f"--hosts={self.url}", f"--ssh-config={ssh_config}", f"--ssh-identity-file={self.ssh_key}"]
         return [*args, "--sudo"] if self.sudo else args
 

@@ -1,5 +1,5 @@
-"""The one-shell testinfra backend of `nodeforge verify --ssh`: each command's exit status, stdout and stderr come
-back exactly as its own `/bin/sh -c` would give them, through one session.
+"""The one-shell testinfra backends (`nodeforge verify --ssh`, and `nodeforge-docker://` for containers): each command's
+exit status, stdout and stderr come back exactly as its own `/bin/sh -c` would give them, through one session.
 
 The session here is a local /bin/sh in place of `ssh NODE sudo -n /bin/sh` (the transport is the only difference);
 the booted node's checks over real SSH run in the bake (tests/e2e/test_first_boot.py).
@@ -7,13 +7,14 @@ the booted node's checks over real SSH run in the bake (tests/e2e/test_first_boo
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import testinfra
 
-from nodeforge.bake import sshshell
+from nodeforge.bake import shellsession, sshshell
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -128,3 +129,50 @@ def test_the_scheme_is_registered_for_the_node_checks():
     host = testinfra.get_host(f"{sshshell.SCHEME}://ec2-user@127.0.0.1:2222", sudo=True)
     assert isinstance(host.backend, sshshell.PersistentShellSshBackend) and host.backend.host.port == "2222"
     assert host.backend.sudo and BACKENDS[sshshell.SCHEME].endswith("sshshell.PersistentShellSshBackend")
+
+
+def _fake_docker(tmp_path: Path, monkeypatch) -> Path:
+    """A `docker` on PATH that runs `docker exec [-i] [-u USER] CONTAINER CMD...` as CMD here, logging each call."""
+    log = tmp_path / "docker.log"
+    fake = tmp_path / "bin" / "docker"
+    fake.parent.mkdir()
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >> {log}\n'
+        '[ "$1" = exec ] || exit 125\nshift\n'
+        'while [ "${1#-}" != "$1" ]; do [ "$1" = -u ] && shift; shift; done\n'
+        'shift\nexec "$@"\n'
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    return log
+
+
+def test_docker_scheme_runs_every_command_in_one_exec(tmp_path, monkeypatch):
+    from testinfra.backend import BACKENDS
+
+    log = _fake_docker(tmp_path, monkeypatch)
+    BACKENDS.setdefault(shellsession.DOCKER_SCHEME, "nodeforge.bake.shellsession.PersistentShellDockerBackend")
+    host = testinfra.get_host("nodeforge-docker://nodeforge-verify-abc")
+    assert isinstance(host.backend, shellsession.PersistentShellDockerBackend)
+    result = host.run("echo out; echo err >&2; exit 4")
+    assert (result.rc, result.stdout, result.stderr) == (4, "out\n", "err\n")
+    assert host.file("/etc/hostname").exists and host.run("cat; echo %s", "a b").stdout == "a b\n"
+    host.backend.close()
+    calls = log.read_text().splitlines()
+    assert calls == ["exec -i nodeforge-verify-abc /bin/sh -c /bin/sh"], calls
+
+
+def test_docker_user_and_private_directory(tmp_path, monkeypatch):
+    """The output files live in a private directory on the container's /dev/shm (not in its file system), gone with
+    the session."""
+    log = _fake_docker(tmp_path, monkeypatch)
+    backend = shellsession.PersistentShellDockerBackend("nobody@box")
+    before = set(Path("/dev/shm").glob("nodeforge-verify.*"))
+    listing = backend.run("ls -d /dev/shm/nodeforge-verify.*")
+    assert listing.rc == 0, listing.stderr
+    during = {Path(line) for line in listing.stdout.split()} - before
+    assert len(during) == 1 and oct(next(iter(during)).stat().st_mode & 0o777) == "0o700"
+    backend.close()
+    assert not any(path.exists() for path in during)
+    assert log.read_text().split() == ["exec", "-i", "-u", "nobody", "box", "/bin/sh", "-c", "/bin/sh"]
