@@ -5,7 +5,9 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 echo "lint: yamllint";     yamllint --strict .
 echo "lint: ansible-lint"; ansible-lint --profile production -q
-echo "lint: ruff";         ruff check src tests bench && ruff format --check src tests bench
+# two commands, not `a && b`: set -e does not stop on a failing command before && (a ruff finding went unnoticed)
+echo "lint: ruff";         ruff check src tests bench
+ruff format --check src tests bench
 echo "lint: packer fmt"
 for d in packer packer/eks-node packer/kubernetes packer/immutable-ami; do packer fmt -check -diff "$d"; done
 echo "lint: packer validate"

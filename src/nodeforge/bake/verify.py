@@ -110,7 +110,8 @@ def verify_image(image: str, *, out_dir: Path, markers: str | None = None, keep:
             try:
                 cmd = [
                     sys.executable, "-m", "pytest", str(repo_root() / "tests" / "infra"),
-                    f"--hosts=nodeforge-docker://{name}", "-p", "no:cacheprovider", f"--junitxml={junit}", "-q", "-m", expr,
+                    f"--hosts=nodeforge-docker://{name}", "-p", "no:cacheprovider", f"--junitxml={junit}",
+                    "-q", "-m", expr,
                 ]  # fmt: skip
                 handle.write(f"== {label} instance: -m '{expr}'\n")
                 handle.flush()
