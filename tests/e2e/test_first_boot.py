@@ -217,7 +217,7 @@ def _rerun_bad(node: NodeReport, name: str, karpenter: bytes) -> BadRun:
     unit = "nodeforge-bootstrap.service"
     run = _ssh(node, f"sudo systemctl reset-failed {unit}; sudo systemctl start {unit}")
     assert run.returncode != 0, f"{name}: the bootstrap unit succeeded: {run.stdout}{run.stderr}"
-    probe = _ssh(node, f"sudo /usr/bin/python3 {PROBE_EXTRA_SCRIPT}")
+    probe = _ssh(node, f"sudo /usr/bin/python3 {PROBE_EXTRA_SCRIPT} --no-container")  # units, journal, files
     assert probe.returncode == 0, probe.stderr
     extra = json.loads(probe.stdout)
     journal = _ssh(

@@ -62,3 +62,21 @@ def test_missing_or_unreadable_state_is_not_started(tmp_path):
     assert _cloud_init_status(tmp_path) == ["status: not started"]
     assert _cloud_init_status(_run_dir(tmp_path, status="{not json", result=None)) == ["status: not started"]
     assert _cloud_init_status(_run_dir(tmp_path, status=["v1"], result=None)) == ["status: not started"]
+
+
+def test_no_container_flag_skips_the_container_run(monkeypatch, capsys, tmp_path):
+    """The bad-launch re-reads ask for units, journal and files only: no container import and run on the node."""
+    from nodeforge.vm import node_probe
+
+    image = tmp_path / "busybox-oci.tar"
+    image.write_bytes(b"")
+    monkeypatch.setattr(node_probe, "PROBE_IMAGE", str(image))
+    calls: list[str] = []
+    monkeypatch.setattr(node_probe, "_run", lambda cmd, timeout=60: (calls.append(cmd[0]) or 1, ""))
+    node_probe.main([])
+    assert "ctr" in calls  # the image is there: the full report imports and runs it
+    calls.clear()
+    node_probe.main(["--no-container"])
+    report = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert report["container"] == {"ran": False, "detail": "not asked (--no-container)"}
+    assert "ctr" not in calls and "journalctl" in calls
