@@ -176,3 +176,12 @@ def test_docker_user_and_private_directory(tmp_path, monkeypatch):
     backend.close()
     assert not any(path.exists() for path in during)
     assert log.read_text().split() == ["exec", "-i", "-u", "nobody", "box", "/bin/sh", "-c", "/bin/sh"]
+
+
+def test_commands_keep_the_shells_umask(backend):
+    """The private directory is made under umask 077; the commands themselves run with the shell's own umask, as
+    their own `/bin/sh -c` would (a file a check creates gets the usual mode)."""
+    import subprocess
+
+    own = subprocess.run(["/bin/sh", "-c", "umask"], capture_output=True, text=True, check=True).stdout
+    assert backend.run("umask").stdout == own

@@ -92,9 +92,11 @@ class PersistentShell(base.BaseBackend):
         self._buffer = b""
         tries = " || ".join(f"mktemp -d -p {place} nodeforge-verify.XXXXXX 2>/dev/null" for place in self.PRIVATE_DIRS)
         # a private directory for each command's output, on a tmpfs (PRIVATE_DIRS) when the shell may write there,
-        # else the user's temporary directory; removed when the shell exits
+        # else the user's temporary directory; removed when the shell exits. Made under umask 077; the commands run
+        # with the shell's own umask, as the plain backend's would.
         self._send(
-            f"umask 077\nd=$({tries} || mktemp -d) || exit 97\ntrap 'rm -rf \"$d\"' EXIT\necho {self._marker} ready\n"
+            f'u=$(umask); umask 077; d=$({tries} || mktemp -d) || exit 97; umask "$u"\n'
+            f"trap 'rm -rf \"$d\"' EXIT\necho {self._marker} ready\n"
         )
         line = self._read_line(time.monotonic() + START_TIMEOUT)
         if line != f"{self._marker} ready":
