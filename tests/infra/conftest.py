@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from nodeforge.bake.shellsession import BACKEND_CLASSES, DOCKER_SCHEME, SSH_SCHEME
+
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = Path(os.environ.get("NODEFORGE_FIXTURES", REPO / ".cache" / "fixtures"))
 
@@ -41,8 +43,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # `nodeforge verify IMAGE`, `verify-build docker://` and Molecule's verify step through one `docker exec -i`
     from testinfra.backend import BACKENDS
 
-    BACKENDS.setdefault("nodeforge-ssh", "nodeforge.bake.sshshell.PersistentShellSshBackend")
-    BACKENDS.setdefault("nodeforge-docker", "nodeforge.bake.shellsession.PersistentShellDockerBackend")
+    for scheme, class_path in BACKEND_CLASSES.items():
+        BACKENDS.setdefault(scheme, class_path)
 
 
 @pytest.fixture(scope="session")
@@ -73,9 +75,9 @@ def put_file(request: pytest.FixtureRequest):
         if backend.NAME == "ansible":
             result = host.ansible("copy", f"src={src} dest={dest} mode=0644", check=False, become=True)
             assert not result.get("failed"), result
-        elif backend.NAME in ("docker", "nodeforge-docker"):
+        elif backend.NAME in ("docker", DOCKER_SCHEME):
             subprocess.run(["docker", "cp", str(src), f"{backend.name}:{dest}"], check=True)
-        elif backend.NAME in ("ssh", "nodeforge-ssh"):
+        elif backend.NAME in ("ssh", SSH_SCHEME):
             spec = backend.host
             cmd = ["scp", "-q"]
             if backend.ssh_config:

@@ -35,7 +35,13 @@ from testinfra.backend.docker import DockerBackend
 
 COMMAND_TIMEOUT = 900.0  # seconds one command may take before the session is given up
 START_TIMEOUT = 120.0
+SSH_SCHEME = "nodeforge-ssh"
 DOCKER_SCHEME = "nodeforge-docker"
+# testinfra's backend registry entries (tests/infra/conftest.py adds them): scheme -> class path, loaded on first use
+BACKEND_CLASSES = {
+    SSH_SCHEME: "nodeforge.bake.sshshell.PersistentShellSshBackend",
+    DOCKER_SCHEME: "nodeforge.bake.shellsession.PersistentShellDockerBackend",
+}
 
 
 class ShellSessionError(RuntimeError):

@@ -8,11 +8,17 @@ import shlex
 
 from testinfra.backend.ssh import SshBackend
 
-from nodeforge.bake.shellsession import COMMAND_TIMEOUT, START_TIMEOUT, PersistentShell, ShellSessionError
+from nodeforge.bake.shellsession import (
+    COMMAND_TIMEOUT,
+    SSH_SCHEME,
+    START_TIMEOUT,
+    PersistentShell,
+    ShellSessionError,
+)
 
 __all__ = ["COMMAND_TIMEOUT", "SCHEME", "START_TIMEOUT", "PersistentShellSshBackend", "ShellSessionError"]
 
-SCHEME = "nodeforge-ssh"
+SCHEME = SSH_SCHEME
 
 
 class PersistentShellSshBackend(PersistentShell, SshBackend):

@@ -12,6 +12,7 @@ import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 from nodeforge.bake import docker
 from nodeforge.paths import repo_root
@@ -110,8 +111,7 @@ def verify_image(image: str, *, out_dir: Path, markers: str | None = None, keep:
             try:
                 cmd = [
                     sys.executable, "-m", "pytest", str(repo_root() / "tests" / "infra"),
-                    f"--hosts=nodeforge-docker://{name}", "-p", "no:cacheprovider", f"--junitxml={junit}",
-                    "-q", "-m", expr,
+                    _docker_hosts(name), "-p", "no:cacheprovider", f"--junitxml={junit}", "-q", "-m", expr,
                 ]  # fmt: skip
                 handle.write(f"== {label} instance: -m '{expr}'\n")
                 handle.flush()
@@ -124,6 +124,18 @@ def verify_image(image: str, *, out_dir: Path, markers: str | None = None, keep:
             totals = [a + b for a, b in zip(totals, counts, strict=True)]
     passed, failed, skipped = totals
     return VerifyResult(image, passed, failed, skipped, time.monotonic() - started, log, junits)
+
+
+def _schemes() -> ModuleType:
+    """nodeforge.bake.shellsession, imported when a check run starts (it loads testinfra)."""
+    from nodeforge.bake import shellsession
+
+    return shellsession
+
+
+def _docker_hosts(container: str) -> str:
+    """pytest's --hosts for the checks in CONTAINER: all their commands through one `docker exec -i` shell."""
+    return f"--hosts={_schemes().DOCKER_SCHEME}://{container}"
 
 
 _SSH_TARGET = re.compile(r"^(?P<user>[a-z_][a-z0-9_.-]*)@(?P<host>[A-Za-z0-9.:\[\]-]+?)(?::(?P<port>\d{1,5}))?$")
@@ -182,7 +194,7 @@ def verify_ssh(
     expr = f"({selection}) and ({markers})" if markers else selection
     cmd = [
         sys.executable, "-m", "pytest", str(repo_root() / "tests" / "infra"),
-        f"--hosts=nodeforge-ssh://{user}@{host}:{port}", f"--ssh-config={ssh_config}", "--sudo",
+        f"--hosts={_schemes().SSH_SCHEME}://{user}@{host}:{port}", f"--ssh-config={ssh_config}", "--sudo",
         "-p", "no:cacheprovider", f"--junitxml={junit}", "-q", "-m", expr,
     ]  # fmt: skip
     started = time.monotonic()
@@ -263,8 +275,8 @@ class BuildTarget:
         ]  # fmt: skip
 
     def pytest_args(self, ssh_config: Path) -> list[str]:
-        if self.is_docker:  # one `docker exec -i` shell for all the checks' commands (nodeforge.bake.shellsession)
-            return [f"--hosts=nodeforge-{self.url}"]
+        if self.is_docker:
+            return [_docker_hosts(self.url.removeprefix("docker://"))]
         args = [f"--hosts={self.url}", f"--ssh-config={ssh_config}", f"--ssh-identity-file={self.ssh_key}"]
         return [*args, "--sudo"] if self.sudo else args
 
