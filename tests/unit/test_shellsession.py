@@ -53,7 +53,7 @@ def test_output_comes_back_byte_exact(backend):
 
 
 def test_a_command_cannot_break_the_session(backend):
-    # a syntax error, exit, a read of stdin, quotes and a newline in the command: each stays in its own sh -c
+    # a syntax error, exit, a read of stdin, quotes and a newline in the command: each stays in its own subshell
     assert backend.run("if then").rc == 2
     assert backend.run("exit 7").rc == 7
     assert backend.run("cat; echo read-nothing").stdout == "read-nothing\n"
@@ -62,8 +62,17 @@ def test_a_command_cannot_break_the_session(backend):
     assert LocalShell.sessions == 1
 
 
+def test_each_command_starts_clean(backend):
+    """Nothing a command sets stays for the next one, and the session's own variables are not the command's."""
+    start = backend.run("pwd; umask").stdout
+    assert backend.run("cd / && x=1 && export y=2 && umask 0").rc == 0
+    assert backend.run("pwd; umask").stdout == start
+    assert backend.run("echo ${x-unset} ${y-unset}").stdout == "unset unset\n"
+    assert backend.run("echo ${_nf_d-unset} ${_nf_u-unset} ${_nf_r-unset}").stdout == "unset unset unset\n"
+
+
 def test_commands_run_in_a_private_directory_gone_with_the_session(backend):
-    stdout_file = backend.run("readlink /proc/$$/fd/1").stdout.strip()
+    stdout_file = backend.run("readlink /proc/self/fd/1").stdout.strip()
     private = stdout_file.rsplit("/", 1)[0]
     assert stdout_file.startswith("/run/nodeforge-verify.")  # root's shell: /run, not the image's /tmp
     assert backend.run("stat -c %a " + private).stdout.strip() == "700"
@@ -75,7 +84,7 @@ def test_commands_run_in_a_private_directory_gone_with_the_session(backend):
 def test_a_dead_session_is_named_and_the_next_command_starts_another(backend):
     backend.run("true")
     with pytest.raises(sshshell.ShellSessionError, match=r"node\.example: the shell session ended"):
-        backend.run("kill -9 $PPID")  # the session's shell itself
+        backend.run("kill -9 $$")  # the session's shell itself (a command runs in a subshell of it)
     assert backend.run("echo back").stdout == "back\n"
     assert LocalShell.sessions == 2
 

@@ -6,10 +6,11 @@ shell: on a node under software emulation about half a second of the guest's CPU
 image: 0.58 s for a multiplexed ``sudo true``, 0.014 s for ``true`` in a shell already open); its docker backend a
 ``docker exec`` (the docker client, the daemon, the shim and runc: 57 ms of this machine's CPU per command). The
 checks run hundreds of commands. These backends open one session running ``/bin/sh`` (``sudo -n /bin/sh`` with
-sudo) and run each command in it exactly as the plain backend would (``/bin/sh -c COMMAND``, stdin from /dev/null),
-keeping each command's stdout, stderr and exit status apart: the shell writes them to files in a private directory
-(on a tmpfs: /run over SSH, /dev/shm in a container, so nothing lands in the image's file system) and sends them back
-framed by their byte counts, so binary or unterminated output comes back exact.
+sudo) and run each command in it as the plain backend's ``/bin/sh -c COMMAND`` would run it (in a subshell of that
+shell, stdin from /dev/null), keeping each command's stdout, stderr and exit status apart: the shell writes them to
+files in a private directory (on a tmpfs: /run over SSH, /dev/shm in a container, so nothing lands in the image's file
+system) and sends them back each followed by a marker line (random per session), so binary or unterminated output
+comes back exact.
 
 Schemes (registered by tests/infra/conftest.py): ``nodeforge-ssh://USER@HOST:PORT`` (`nodeforge verify --ssh`,
 nodeforge.bake.sshshell) and ``nodeforge-docker://CONTAINER`` (`nodeforge verify IMAGE`, `nodeforge verify-build
@@ -101,31 +102,34 @@ class PersistentShell(base.BaseBackend):
         # else the user's temporary directory; removed when the shell exits. Made under umask 077; the commands run
         # with the shell's own umask, as the plain backend's would.
         self._send(
-            f'u=$(umask); umask 077; d=$({tries} || mktemp -d) || exit 97; umask "$u"\n'
-            f"trap 'rm -rf \"$d\"' EXIT\necho {self._marker} ready\n"
+            f'_nf_u=$(umask); umask 077; _nf_d=$({tries} || mktemp -d) || exit 97; umask "$_nf_u"\n'
+            f"trap 'rm -rf \"$_nf_d\"' EXIT\necho {self._marker} ready\n"
         )
         line = self._read_line(time.monotonic() + START_TIMEOUT)
         if line != f"{self._marker} ready":
             raise ShellSessionError(f"{self.hostname}: the shell session did not start: {line!r}{self._session_log()}")
 
     def _exchange(self, command: str) -> tuple[int, bytes, bytes]:
+        # The command runs in a subshell of the session's shell (its own environment, `exit` and `cd` stay in it;
+        # the session's variables are unset there), which is what `/bin/sh -c COMMAND` would run, without a shell's
+        # exec; then its stdout, a marker line, its stderr and a marker line with its status, one `cat` per
+        # non-empty output (the rest are shell builtins). Measured on the baked image under emulation, guest CPU per
+        # command: `/bin/true` 0.19 s with `sh -c`, `stat` and `cat` -> 0.055 s; `stat FILE` 0.23 -> 0.135 s; the
+        # booted node's whole check run 70 -> 53 s.
+        m = self._marker
         self._send(
-            f'/bin/sh -c {shlex.quote(command)} </dev/null >"$d/o" 2>"$d/e"; '
-            f'echo "{self._marker} $?"; stat -c %s "$d/o" "$d/e"; cat "$d/o" "$d/e"\n'
+            f'( unset _nf_d _nf_u _nf_r; eval {shlex.quote(command)} ) </dev/null >"$_nf_d/o" 2>"$_nf_d/e"; _nf_r=$?; '
+            f'[ -s "$_nf_d/o" ] && cat "$_nf_d/o"; printf \'\\n%s out\\n\' {m}; '
+            f'[ -s "$_nf_d/e" ] && cat "$_nf_d/e"; printf \'\\n%s rc %s\\n\' {m} "$_nf_r"\n'
         )
         deadline = time.monotonic() + COMMAND_TIMEOUT
-        head = self._read_line(deadline)
-        marker, _, rc = head.partition(" ")
-        if marker != self._marker or not rc.isdigit():
+        stdout = self._read_until(f"\n{m} out\n".encode(), deadline)
+        stderr = self._read_until(f"\n{m} rc ".encode(), deadline)
+        rc = self._read_line(deadline)
+        if not rc.isdigit():
             self.close()
-            raise ShellSessionError(f"{self.hostname}: the shell session is out of step (got {head!r}) for {command}")
-        sizes = [self._read_line(deadline) for _ in range(2)]
-        if not all(size.isdigit() for size in sizes):
-            self.close()
-            raise ShellSessionError(f"{self.hostname}: no output sizes ({sizes}) for {command}{self._session_log()}")
-        out_size, err_size = (int(size) for size in sizes)
-        data = self._read_exact(out_size + err_size, deadline)
-        return int(rc), data[:out_size], data[out_size:]
+            raise ShellSessionError(f"{self.hostname}: the shell session is out of step (status {rc!r}) for {command}")
+        return int(rc), stdout, stderr
 
     def _send(self, text: str) -> None:
         assert self._proc is not None and self._proc.stdin is not None
@@ -156,10 +160,13 @@ class PersistentShell(base.BaseBackend):
         line, _, self._buffer = self._buffer.partition(b"\n")
         return line.decode(errors="replace")
 
-    def _read_exact(self, size: int, deadline: float) -> bytes:
-        while len(self._buffer) < size:
+    def _read_until(self, token: bytes, deadline: float) -> bytes:
+        """What the session sent before TOKEN (a marker line: random per session, so no output holds it)."""
+        start = 0
+        while (at := self._buffer.find(token, start)) < 0:
+            start = max(0, len(self._buffer) - len(token) + 1)
             self._fill(deadline)
-        data, self._buffer = self._buffer[:size], self._buffer[size:]
+        data, self._buffer = self._buffer[:at], self._buffer[at + len(token) :]
         return data
 
     def _session_log(self) -> str:
