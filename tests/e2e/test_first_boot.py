@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import subprocess
 import time
 import xml.etree.ElementTree as ET
@@ -215,19 +216,26 @@ def _rerun_bad(node: NodeReport, name: str, karpenter: bytes) -> BadRun:
     node.imds.unreachable = case["imds"] == "unreachable"
     console_before = node.console_log.stat().st_size
     unit = "nodeforge-bootstrap.service"
-    run = _ssh(node, f"sudo systemctl reset-failed {unit}; sudo systemctl start {unit}")
-    assert run.returncode != 0, f"{name}: the bootstrap unit succeeded: {run.stdout}{run.stderr}"
-    probe = _ssh(node, f"sudo /usr/bin/python3 {PROBE_EXTRA_SCRIPT} --no-container")  # units, journal, files
-    assert probe.returncode == 0, probe.stderr
-    extra = json.loads(probe.stdout)
-    journal = _ssh(
-        node, f"sudo journalctl -o cat --no-pager _SYSTEMD_INVOCATION_ID=$(systemctl show -P InvocationID {unit})"
+    # one SSH session for the run and its reading (a session costs the emulated node a second or two of CPU):
+    # the unit started again, then the probe's units/journal/files JSON, then this run's journal, between marker lines
+    mark = "nodeforge-rerun-" + name
+    script = (
+        f"systemctl reset-failed {unit}; systemctl start {unit}; r=$?; echo; echo {mark}-start $r; "
+        f"/usr/bin/python3 {PROBE_EXTRA_SCRIPT} --no-container; r=$?; echo; echo {mark}-probe $r; "
+        f"journalctl -o cat --no-pager _SYSTEMD_INVOCATION_ID=$(systemctl show -P InvocationID {unit})"
     )
+    run = _ssh(node, "sudo sh -c " + shlex.quote(script))
+    found = re.search(rf"^{mark}-start (\d+)\n(.*)^{mark}-probe (\d+)\n(.*)", run.stdout, re.S | re.M)
+    assert found, f"{name}: the rerun's output is not as written: {run.stdout[-2000:]}{run.stderr[-2000:]}"
+    started, probe_out, probe_rc, journal = found.groups()
+    assert started != "0", f"{name}: the bootstrap unit succeeded: {run.stdout}{run.stderr}"
+    assert probe_rc == "0", run.stderr
+    extra = json.loads(probe_out)
     time.sleep(1)  # the console's last lines reach the file
     with node.console_log.open("rb") as handle:
         handle.seek(console_before)
         console = handle.read().decode(errors="replace")
-    return BadRun(extra["units"], journal.stdout, console, extra["files"])
+    return BadRun(extra["units"], journal, console, extra["files"])
 
 
 def _mng_twice(bake_run, tmp_path_factory) -> tuple[NodeReport, NodeReport, bytes]:
