@@ -121,6 +121,38 @@ def verify(data: Path, hash_file: Path, root_hash: str, *, hash_offset: int = 0)
     return time.monotonic() - started
 
 
+#: blocks read per call when hashing data: one read of 1 MiB instead of one per 4 KiB block
+_READ_BLOCKS = 256
+
+
+def block_hashes(fh: BinaryIO, data_blocks: int, block_size: int, salt: bytes, subject: Path | str) -> list[bytes]:
+    """``sha256(salt + block)`` of the ``data_blocks`` blocks from ``fh``'s position on, in order (dm-verity's
+    bottom level). Read ``_READ_BLOCKS`` blocks at a time into one buffer; each block hashed by a copy of a hasher
+    already fed the salt, from a view of the buffer (no per-block read, bytes object or salt+block copy). A node runs
+    this twice per update (verify_tree, then root_hash_of on the written slot); measured here on 200 MiB, natively:
+    0.28 -> 0.245 s of CPU per pass (not measured under emulation)."""
+    salted = hashlib.sha256(salt)
+    hashes: list[bytes] = []
+    view = memoryview(bytearray(block_size * _READ_BLOCKS))
+    done = 0
+    while done < data_blocks:
+        want = min(data_blocks - done, _READ_BLOCKS) * block_size
+        filled = 0
+        while filled < want:
+            got = fh.readinto(view[filled:want])
+            if not got:
+                raise VerityError(
+                    f"{subject}: data ends at block {done + filled // block_size} of {data_blocks} (truncated slot?)"
+                )
+            filled += got
+        for start in range(0, want, block_size):
+            hasher = salted.copy()
+            hasher.update(view[start : start + block_size])
+            hashes.append(hasher.digest())
+        done += want // block_size
+    return hashes
+
+
 def root_hash_of(
     fh: BinaryIO, *, offset: int, data_blocks: int, salt: str, block_size: int = BLOCK_SIZE, subject: Path | str = ""
 ) -> str:
@@ -128,12 +160,7 @@ def root_hash_of(
     salt_bytes = bytes.fromhex(salt)
     per_block = block_size // hashlib.sha256().digest_size
     fh.seek(offset)
-    level: list[bytes] = []
-    for index in range(data_blocks):
-        block = fh.read(block_size)
-        if len(block) != block_size:
-            raise VerityError(f"{subject}: data ends at block {index} of {data_blocks} (truncated slot?)")
-        level.append(hashlib.sha256(salt_bytes + block).digest())
+    level = block_hashes(fh, data_blocks, block_size, salt_bytes, subject)
     # One level of hash blocks per pass until a single hash remains (a 1-block device has no tree levels).
     while len(level) > 1:
         level = [
@@ -186,7 +213,7 @@ def verify_tree(data: Path, hash_file: Path, root_hash: str) -> float:
         raise VerityError(f"{data}: {data.stat().st_size} bytes, the hash tree covers {data_blocks * data_bs}")
     per_block = hash_bs // hashlib.sha256().digest_size
     with data.open("rb") as fh:
-        hashes = [hashlib.sha256(salt + fh.read(data_bs)).digest() for _ in range(data_blocks)]
+        hashes = block_hashes(fh, data_blocks, data_bs, salt, data)
     levels: list[bytes] = []  # bottom level first; each level's blocks joined
     while len(hashes) > 1 or not levels:
         blocks = [b"".join(hashes[i : i + per_block]).ljust(hash_bs, b"\0") for i in range(0, len(hashes), per_block)]
