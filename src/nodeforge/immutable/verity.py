@@ -158,16 +158,26 @@ def root_hash_of(
 ) -> str:
     """Recompute the dm-verity (format 1, sha256) root hash of ``data_blocks`` blocks at ``offset`` of ``fh``."""
     salt_bytes = bytes.fromhex(salt)
-    per_block = block_size // hashlib.sha256().digest_size
     fh.seek(offset)
-    level = block_hashes(fh, data_blocks, block_size, salt_bytes, subject)
-    # One level of hash blocks per pass until a single hash remains (a 1-block device has no tree levels).
-    while len(level) > 1:
-        level = [
-            hashlib.sha256(salt_bytes + b"".join(level[i : i + per_block]).ljust(block_size, b"\0")).digest()
-            for i in range(0, len(level), per_block)
+    _levels, root = tree_levels(block_hashes(fh, data_blocks, block_size, salt_bytes, subject), block_size, salt_bytes)
+    return root.hex()
+
+
+def tree_levels(hashes: list[bytes], hash_block_size: int, salt: bytes) -> tuple[list[bytes], bytes]:
+    """The hash tree above the data blocks' ``hashes``: ``(levels, root)``, each level its hash blocks joined (each
+    block the next level's hashes, zero-padded), bottom level first, and the root hash (``b""`` for no data).
+
+    One level per pass until a single hash remains, as cryptsetup counts them: a 1-block device has no level (its
+    root hash is its block's hash), 2 to 128 blocks one level, and so on."""
+    per_block = hash_block_size // hashlib.sha256().digest_size
+    levels: list[bytes] = []
+    while len(hashes) > 1:
+        blocks = [
+            b"".join(hashes[i : i + per_block]).ljust(hash_block_size, b"\0") for i in range(0, len(hashes), per_block)
         ]
-    return level[0].hex() if level else ""
+        levels.append(b"".join(blocks))
+        hashes = [hashlib.sha256(salt + block).digest() for block in blocks]
+    return levels, hashes[0] if hashes else b""
 
 
 SUPERBLOCK_MAGIC = b"verity\0\0"
@@ -211,17 +221,9 @@ def verify_tree(data: Path, hash_file: Path, root_hash: str) -> float:
     data_blocks, data_bs, hash_bs, _algorithm, salt = read_superblock(hash_file)
     if data.stat().st_size < data_blocks * data_bs:
         raise VerityError(f"{data}: {data.stat().st_size} bytes, the hash tree covers {data_blocks * data_bs}")
-    per_block = hash_bs // hashlib.sha256().digest_size
     with data.open("rb") as fh:
-        hashes = block_hashes(fh, data_blocks, data_bs, salt, data)
-    levels: list[bytes] = []  # bottom level first; each level's blocks joined
-    while len(hashes) > 1 or not levels:
-        blocks = [b"".join(hashes[i : i + per_block]).ljust(hash_bs, b"\0") for i in range(0, len(hashes), per_block)]
-        levels.append(b"".join(blocks))
-        hashes = [hashlib.sha256(salt + block).digest() for block in blocks]
-        if len(blocks) == 1:
-            break
-    actual = hashes[0].hex()
+        levels, root = tree_levels(block_hashes(fh, data_blocks, data_bs, salt, data), hash_bs, salt)
+    actual = root.hex()
     if actual != root_hash:
         raise VerityError(f"{data}: does not match root hash {root_hash} (its data hashes to {actual})")
     tree = b"".join(reversed(levels))

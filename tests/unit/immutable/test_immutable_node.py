@@ -80,6 +80,20 @@ def test_verify_tree_agrees_with_veritysetup(tmp_path):
         verity.verify(data, tree, params.root_hash)
 
 
+@pytest.mark.parametrize("blocks", [1, 2, 128, 129, 16513])
+def test_verify_tree_agrees_with_veritysetup_at_each_tree_depth(tmp_path, blocks):
+    """No level (1 block: the root is the block's hash), one level (2, 128), two (129), three (128 * 129 + 1)."""
+    data, tree = tmp_path / "data", tmp_path / "tree"
+    data.write_bytes(os.urandom(blocks * 4096))
+    params = verity.format_hash_tree(data, tree)
+    assert verity.verify_tree(data, tree, params.root_hash) >= 0
+    with data.open("rb") as fh:
+        assert verity.root_hash_of(fh, offset=0, data_blocks=blocks, salt=params.salt) == params.root_hash
+    flip_byte(data, blocks * 4096 - 1)  # the last block
+    with pytest.raises(VerityError, match=r"data: does not match root hash"):
+        verity.verify_tree(data, tree, params.root_hash)
+
+
 def test_verify_tree_refuses_a_changed_data_block_and_a_foreign_file(sealed_copy):
     copy = sealed_copy(1)
     sealed = node.update.SealedRoot.load(copy)
